@@ -1,0 +1,139 @@
+"""MkDocs hook: expands `<!-- md:NAME -->` shortcodes and validates runbook front matter.
+
+Shortcodes (an unknown one fails the build):
+- `<!-- md:verified -->`   latest real-GPU run of the checks in the page's `checks:` front matter
+- `<!-- md:catalogue -->`  the check catalogue table, from the registry
+- `<!-- md:plan -->`       the collection plan: every file, path and command the probes may touch
+- `<!-- md:gpu-runs -->`   every recorded GPU run, one table each
+
+Generating these at build time means the catalogue can never go stale.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+from typing import Any
+
+from gpu_runbook.pages import PAGES
+from gpu_runbook.probes import plan
+from gpu_runbook.registry import load_checks
+from mkdocs.exceptions import PluginError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RUNS_GLOB = os.path.join(ROOT, "tests", "gpu", "runs", "*.json")
+SHORTCODE = re.compile(r"<!--\s*md:([a-z][a-z0-9-]*)\s*(.*?)\s*-->")
+
+
+def load_runs() -> list[dict[str, Any]]:
+    """Recorded GPU runs, newest first."""
+    runs = []
+    for path in sorted(glob.glob(RUNS_GLOB)):
+        with open(path, encoding="utf-8") as handle:
+            run = json.load(handle)
+        run["_file"] = os.path.relpath(path, ROOT)
+        runs.append(run)
+    return sorted(runs, key=lambda r: r.get("date", ""), reverse=True)
+
+
+def _run_line(run: dict[str, Any]) -> str:
+    return (f"{run.get('gpu', '?')} · driver {run.get('driver', '?')} · CUDA {run.get('cuda', '?')} · "
+            f"{run.get('date', '?')}")
+
+
+def verified(page_checks: list[str]) -> str:
+    if not page_checks:
+        return ""
+    for run in load_runs():
+        results = run.get("checks", {})
+        covered = [c for c in page_checks if c in results]
+        if covered:
+            items = ", ".join(f"`{c}` {results[c]}" for c in covered)
+            rest = [c for c in page_checks if c not in results]
+            tail = f" Not in that run: {', '.join(f'`{c}`' for c in rest)}." if rest else ""
+            return (f'!!! success "Verified on {_run_line(run)}"\n'
+                    f"    Live run of this page's checks on a real GPU: {items}.{tail} "
+                    f"[All recorded runs](../reference/gpu-runs.md).\n")
+    names = ", ".join(f"`{c}`" for c in page_checks)
+    return (f'!!! info "Not yet verified on a real GPU"\n'
+            f"    No recorded GPU run covers {names} yet; `make test-gpu` on a GPU host records one.\n")
+
+
+def catalogue() -> str:
+    rows = ["| Check | Detects | Page |", "|---|---|---|"]
+    for spec in load_checks().values():
+        page = PAGES[spec.page]
+        rows.append(f"| `{spec.id}` | {spec.detects} | [{page.title}](../{page.section}/{spec.page}.md) |")
+    return "\n".join(rows) + "\n"
+
+
+def collection_plan() -> str:
+    out = ["### Commands", "", "Run as argument lists (no shell), each with its own timeout.", "",
+           "| Name | Command | Timeout | Why |", "|---|---|---|---|"]
+    for name, command in plan.COMMANDS.items():
+        out.append(f"| `{name}` | `{' '.join(command.argv)}` | {command.timeout:g} s | {command.why} |")
+    out += ["", "### Files read", "", *[f"- `{p}`" for p in plan.FILES], "",
+            "### Paths examined (lstat only, never opened)", "", *[f"- `{p}`" for p in plan.PATHS], "",
+            "### Directories listed", "", *[f"- `{p}`" for p in plan.DIRS], "",
+            "### Environment variables recorded", "", *[f"- `{p}`" for p in plan.ENV_NAMES], ""]
+    return "\n".join(out)
+
+
+def gpu_runs() -> str:
+    runs = load_runs()
+    if not runs:
+        return "No GPU run has been recorded yet. `make test-gpu` on a GPU host writes one to `tests/gpu/runs/`.\n"
+    out = []
+    for run in runs:
+        out += [f"### {_run_line(run)}", "", f"Recorded in `{run['_file']}`. Host: {run.get('host', '?')}.", "",
+                "| Check | Status |", "|---|---|"]
+        out += [f"| `{c}` | {s} |" for c, s in sorted(run.get("checks", {}).items())]
+        out.append("")
+    return "\n".join(out)
+
+
+def _validate_front_matter(page: Any) -> None:
+    src = page.file.src_uri
+    section, _, name = src.rpartition("/")
+    if section not in {p.section for p in PAGES.values()}:
+        return
+    page_id = name[:-3]
+    meta = page.meta
+    if meta.get("id") != page_id or page_id not in PAGES or PAGES[page_id].section != section:
+        raise PluginError(f"{src}: front matter id {meta.get('id')!r} must equal the catalogue id {page_id!r}")
+    checks = load_checks()
+    for check_id in meta.get("checks") or []:
+        if check_id not in checks:
+            raise PluginError(f"{src}: front matter names unknown check {check_id!r}")
+
+
+def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
+    _validate_front_matter(page)
+
+    def expand(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name == "verified":
+            return verified(list(page.meta.get("checks") or []))
+        if name == "catalogue":
+            return catalogue()
+        if name == "plan":
+            return collection_plan()
+        if name == "gpu-runs":
+            return gpu_runs()
+        raise PluginError(f"{page.file.src_uri}: unknown shortcode md:{name}")
+
+    return SHORTCODE.sub(expand, markdown)
+
+
+# nbconvert's template imports mermaid from a CDN on every notebook page; the notebooks draw no diagrams,
+# and a viewed page must not reach outside hosts.
+_CDN_MODULE_SCRIPT = re.compile(r"<script type=\"module\">(?:(?!</script>).)*?https?://(?:(?!</script>).)*?</script>",
+                                re.DOTALL)
+
+
+def on_post_page(output: str, page: Any, config: Any) -> str:
+    if page.file.src_uri.endswith(".ipynb"):
+        return _CDN_MODULE_SCRIPT.sub("", output)
+    return output

@@ -1,0 +1,168 @@
+"""The `gpu-runbook` command line: collect, check, list. Bad input gets one line and exit 2, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from typing import Optional, TextIO
+
+from gpu_runbook import __version__
+from gpu_runbook.render import EXIT_UNKNOWN, OutputFormat, exit_code, renderer_for
+
+PROG = "gpu-runbook"
+
+
+class UsageError(Exception):
+    """Bad usage or input: printed as one line, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # type: ignore[name-defined]  # noqa: F821
+        raise UsageError(f"{message} (see {PROG} {self.prog.split()[-1] if ' ' in self.prog else ''} --help)"
+                         .replace("  --help", " --help"))
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 3600 seconds: {text!r}")
+    return value
+
+
+def _root_dir(text: str) -> str:
+    if not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"not a directory: {text!r}")
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from gpu_runbook.probes.plan import DEFAULT_DEADLINE_S
+
+    parser = _Parser(prog=PROG, description="Read-only GPU doctor: findings that link to the runbook page that "
+                                            "fixes them.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="{collect,check,list}")
+
+    def host_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--root", type=_root_dir, default="/",
+                       help="read host files below this directory (a DaemonSet mounts the host at /host); "
+                            "commands and NVML then run only with --live")
+        p.add_argument("--live", action="store_true", default=None,
+                       help="run commands and NVML even when --root is not /")
+        p.add_argument("--deadline", type=_positive_float, default=DEFAULT_DEADLINE_S,
+                       help=f"seconds the whole collection may take (default {DEFAULT_DEADLINE_S:g})")
+
+    collect = sub.add_parser("collect", help="record what the probes see on this host as a JSON snapshot")
+    host_options(collect)
+    collect.add_argument("-o", "--output", help="write the snapshot here (default: standard output); "
+                                                "an existing file is not overwritten without --force")
+    collect.add_argument("--force", action="store_true", help="overwrite the --output file if it exists")
+
+    check = sub.add_parser("check", help="judge this host (or a snapshot) and print findings")
+    host_options(check)
+    check.add_argument("--snapshot", help="judge this snapshot file ('-' for stdin) instead of the live host")
+    check.add_argument("--format", choices=[f.value for f in OutputFormat], default=OutputFormat.TEXT.value)
+    check.add_argument("--only", help="comma-separated check ids to run (see `gpu-runbook list`)")
+    check.add_argument("--no-color", action="store_true", help="no colour even on a terminal")
+
+    listing = sub.add_parser("list", help="print the check catalogue")
+    listing.add_argument("--json", action="store_true", help="as JSON")
+    return parser
+
+
+def _write_output(path: Optional[str], text: str, force: bool, stdout: TextIO) -> None:
+    if not path or path == "-":
+        stdout.write(text)
+        return
+    if os.path.exists(path) and not force:
+        raise UsageError(f"{path} exists; not overwriting it (use --force, or another --output)")
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".gpu-runbook-", dir=directory)
+    except OSError as exc:
+        raise UsageError(f"cannot write to {directory}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def cmd_collect(args: argparse.Namespace, stdout: TextIO) -> int:
+    from gpu_runbook.doctor import obtain_snapshot
+
+    snapshot, _ = obtain_snapshot(None, args.root, args.live, args.deadline)
+    _write_output(args.output, snapshot.to_json() + "\n", args.force, stdout)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace, stdout: TextIO) -> int:
+    from gpu_runbook.doctor import DoctorError, judge
+
+    if args.snapshot and (args.root != "/" or args.live):
+        raise UsageError("--snapshot judges a recorded host; it cannot be combined with --root or --live")
+    try:
+        findings, source = judge(args.snapshot, args.root, args.only, args.live, args.deadline)
+    except DoctorError as exc:
+        raise UsageError(str(exc)) from None
+    fmt = OutputFormat(args.format)
+    colour = fmt is OutputFormat.TEXT and not args.no_color and stdout.isatty() and "NO_COLOR" not in os.environ
+    renderer_for(fmt)(findings, stdout, {"source": source, "colour": colour})
+    return exit_code(findings)
+
+
+def cmd_list(args: argparse.Namespace, stdout: TextIO) -> int:
+    from gpu_runbook.registry import load_checks
+
+    specs = load_checks()
+    rows = [{"id": s.id, "title": s.title, "page": s.page, "section": s.section, "url": s.url,
+             "detects": s.detects} for s in specs.values()]
+    if args.json:
+        json.dump(rows, stdout, indent=2)
+        stdout.write("\n")
+        return 0
+    width = max((len(r["id"]) for r in rows), default=10)
+    for row in rows:
+        stdout.write(f"{row['id']:<{width}}  {row['section']:<11} {row['title']}\n")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
+         stderr: Optional[TextIO] = None) -> int:
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help(stdout)
+            return EXIT_UNKNOWN
+        handler = {"collect": cmd_collect, "check": cmd_check, "list": cmd_list}[args.command]
+        return handler(args, stdout)
+    except UsageError as exc:
+        stderr.write(f"{PROG}: error: {exc}\n")
+        return EXIT_UNKNOWN
+    except KeyboardInterrupt:
+        stderr.write(f"{PROG}: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        # `gpu-runbook check | head`: the reader left; nothing more to say.
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return EXIT_UNKNOWN
+
+
+if __name__ == "__main__":
+    sys.exit(main())

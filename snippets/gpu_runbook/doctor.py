@@ -1,0 +1,49 @@
+"""The doctor's one entry point, shared by the CLI and the notebooks: snapshot or host in, findings out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Optional
+
+from gpu_runbook.findings import Finding
+from gpu_runbook.probes.plan import DEFAULT_DEADLINE_S
+from gpu_runbook.registry import load_checks, run_checks
+from gpu_runbook.snapshot import Snapshot, SnapshotError, load_snapshot
+
+
+class DoctorError(ValueError):
+    """Input the doctor cannot use (bad snapshot, unknown check id); the message is one line."""
+
+
+def parse_only(only: Optional[object]) -> Optional[list[str]]:
+    """Accept "a,b", ["a", "b"] or None; reject ids that are not in the catalogue."""
+    if only is None or only in ("", []):
+        return None
+    items = only.split(",") if isinstance(only, str) else list(only)  # type: ignore[call-overload]
+    ids = [str(i).strip() for i in items if str(i).strip()]
+    unknown_ids = [i for i in ids if i not in load_checks()]
+    if unknown_ids:
+        raise DoctorError(f"unknown check id(s): {', '.join(unknown_ids)} (see gpu-runbook list)")
+    return ids or None
+
+
+def obtain_snapshot(snapshot_path: Optional[str] = None, root: str = "/", live: Optional[bool] = None,
+                    deadline: float = DEFAULT_DEADLINE_S) -> tuple[Snapshot, str]:
+    """Load a recorded snapshot, or collect one from the host (under root); returns it and its source."""
+    if snapshot_path:
+        try:
+            return load_snapshot(snapshot_path), snapshot_path
+        except SnapshotError as exc:
+            raise DoctorError(str(exc)) from None
+    from gpu_runbook.probes.collect import collect
+
+    source = "live host" if root in ("", "/") else f"root {root}"
+    return Snapshot(collect(root=root, deadline=deadline, live=live)), source
+
+
+def judge(snapshot_path: Optional[str] = None, root: str = "/", only: Optional[object] = None,
+          live: Optional[bool] = None, deadline: float = DEFAULT_DEADLINE_S) -> tuple[list[Finding], str]:
+    """Findings for a snapshot file or the host, and a description of where the facts came from."""
+    ids: Optional[Sequence[str]] = parse_only(only)
+    snapshot, source = obtain_snapshot(snapshot_path, root, live, deadline)
+    return run_checks(snapshot, ids), source

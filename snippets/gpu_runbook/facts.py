@@ -1,0 +1,123 @@
+"""Derived facts shared by checks: pure functions of the snapshot, registered with @fact.
+
+A fact raises Missing when what it needs was not collected or could not be read, with the reason
+the finding will show (skip when it simply does not apply, unknown when it was unreadable).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Optional
+
+from gpu_runbook.parsers.proc import (
+    DriverVersion,
+    nvidia_char_majors,
+    parse_driver_version,
+    parse_proc_devices,
+)
+from gpu_runbook.registry import fact
+from gpu_runbook.snapshot import Missing, Snapshot
+
+# The NVIDIA frontend major is fixed by the driver; the UVM major is assigned at load time.
+NVIDIA_FRONTEND_MAJOR = 195
+NVIDIACTL_MINOR = 255
+NVIDIA_MODESET_MINOR = 254
+NVIDIA_NODE = re.compile(r"^/dev/nvidia(?:\d+|ctl|-uvm|-uvm-tools|-modeset|-caps/.+|-nvswitch\d+|-nvlink)$")
+
+
+@fact("nvml")
+def nvml_fact(snapshot: Snapshot) -> dict[str, Any]:
+    """The NVML section; skip when the collection did not ask NVML (e.g. --root)."""
+    nvml = snapshot.nvml
+    if not nvml:
+        raise Missing("NVML was not queried in this snapshot", "skip")
+    if "skipped" in nvml:
+        raise Missing(f"NVML was not queried: {nvml['skipped']}", "skip")
+    return nvml
+
+
+@fact("proc_devices")
+def proc_devices_fact(snapshot: Snapshot) -> dict[str, dict[str, int]]:
+    return parse_proc_devices(snapshot.file("/proc/devices").require())
+
+
+@fact("nvidia_majors")
+def nvidia_majors_fact(snapshot: Snapshot) -> dict[str, int]:
+    """NVIDIA character majors by role: "frontend" (nvidiactl, nvidiaN), "uvm", "caps", ..."""
+    majors = nvidia_char_majors(parse_proc_devices(snapshot.file("/proc/devices").require()))
+    roles: dict[str, int] = {}
+    for name, major in majors.items():
+        if name not in ("nvidia", "nvidia-frontend"):
+            roles[name.replace("nvidia-", "", 1)] = major
+    # Current drivers register "nvidia-frontend"; older ones "nvidia". Prefer the former if both appear.
+    frontend = majors.get("nvidia-frontend", majors.get("nvidia"))
+    if frontend is not None:
+        roles["frontend"] = frontend
+    return roles
+
+
+@fact("nvidia_nodes")
+def nvidia_nodes_fact(snapshot: Snapshot) -> dict[str, dict[str, Any]]:
+    """lstat facts of every /dev/nvidia* path the probe looked at (ENOENT ones included)."""
+    nodes = {p: f for p, f in snapshot.paths_matching("/dev/nvidia").items() if NVIDIA_NODE.match(p)}
+    if not nodes:
+        raise Missing("the snapshot holds no /dev/nvidia* facts (not collected)")
+    return nodes
+
+
+@fact("dev_char")
+def dev_char_fact(snapshot: Snapshot) -> dict[str, Any]:
+    """The /dev/char listing: {"entries": {"195:0": "../nvidia0", ...}} or {"error": ...}."""
+    listing = snapshot.dir("/dev/char")
+    if listing.get("error") == "not-collected":
+        raise Missing("/dev/char was not listed in this snapshot")
+    return listing
+
+
+@fact("in_container")
+def in_container_fact(snapshot: Snapshot) -> bool:
+    """Whether the snapshot was taken inside a container (Docker, Podman, containerd/Kubernetes)."""
+    if snapshot.path("/.dockerenv").get("kind") or snapshot.path("/run/.containerenv").get("kind"):
+        return True
+    if snapshot.env.get("container") or snapshot.env.get("KUBERNETES_SERVICE_HOST"):
+        return True
+    cgroup = snapshot.file("/proc/1/cgroup")
+    if cgroup.text and re.search(r"docker|kubepods|containerd|libpod|crio", cgroup.text):
+        return True
+    return False
+
+
+TOOLKIT_BINARIES = ("/usr/bin/nvidia-container-cli", "/usr/bin/nvidia-container-runtime",
+                    "/usr/bin/nvidia-ctk", "/usr/bin/nvidia-container-runtime-hook")
+
+
+@fact("toolkit_binaries")
+def toolkit_binaries_fact(snapshot: Snapshot) -> list[str]:
+    """Paths of NVIDIA Container Toolkit binaries present on the host (empty: not installed)."""
+    return [p for p in TOOLKIT_BINARIES if snapshot.path(p).get("kind") in ("file", "symlink")]
+
+
+@fact("kernel_driver")
+def kernel_driver_fact(snapshot: Snapshot) -> DriverVersion:
+    """The loaded kernel module's version, from /proc/driver/nvidia/version."""
+    text = snapshot.file("/proc/driver/nvidia/version").require()
+    parsed = parse_driver_version(text)
+    if parsed is None:
+        raise Missing("/proc/driver/nvidia/version has no NVRM version line")
+    return parsed
+
+
+def nvml_gpu_minors(nvml: Optional[dict[str, Any]]) -> Optional[list[int]]:
+    """Minor numbers of the GPUs NVML sees, or None when NVML did not say."""
+    if not nvml or not isinstance(nvml.get("devices"), list):
+        return None
+    minors = [d.get("minor_number") for d in nvml["devices"] if isinstance(d, dict)]
+    if not minors or not all(isinstance(m, int) and not isinstance(m, bool) for m in minors):
+        return None
+    return sorted(minors)  # type: ignore[arg-type]
+
+
+@fact("host")
+def host_fact(snapshot: Snapshot) -> dict[str, Any]:
+    """Host facts (uid, groups, kernel); an empty dict when absent, never missing."""
+    return snapshot.host

@@ -1,0 +1,150 @@
+"""The collection plan: every file, path, directory and command the probes may touch, in one place.
+
+Nothing outside this plan is read or run; tests hold the probes to it and the docs show it
+(docs/reference/collection-plan.md is generated from these tables). Paths are host paths: under
+`--root /host` they are read below /host.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+# Files whose text is recorded (globs allowed). Each is read-only, capped at MAX_FILE_BYTES.
+FILES: tuple[str, ...] = (
+    # kernel and driver
+    "/proc/devices",
+    "/proc/modules",
+    "/proc/cmdline",
+    "/proc/sys/kernel/osrelease",
+    "/proc/sys/kernel/tainted",
+    "/proc/driver/nvidia/version",
+    "/proc/driver/nvidia/params",
+    "/proc/driver/nvidia/registry",
+    "/proc/driver/nvidia/gpus/*/information",
+    "/proc/driver/nvidia/capabilities/mig/config",
+    "/proc/driver/nvidia/capabilities/mig/monitor",
+    "/proc/driver/nvidia-caps/mig-minors",
+    "/proc/driver/nvidia-caps/sys-minors",
+    "/sys/module/nvidia/version",
+    "/sys/module/nvidia_uvm/version",
+    "/sys/module/nouveau/initstate",
+    "/sys/module/nvidia/initstate",
+    "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c",
+    "/proc/sys/kernel/modules_disabled",
+    "/proc/sys/net/core/bpf_jit_harden",
+    "/proc/sys/net/core/bpf_jit_enable",
+    "/etc/modprobe.d/*.conf",
+    "/lib/modprobe.d/*.conf",
+    "/usr/lib/modprobe.d/*.conf",
+    "/run/modprobe.d/*.conf",
+    "/etc/udev/rules.d/*nvidia*.rules",
+    "/lib/udev/rules.d/*nvidia*.rules",
+    "/usr/lib/udev/rules.d/*nvidia*.rules",
+    "/etc/os-release",
+    "/etc/hostname",
+    # cgroups and container context
+    "/proc/self/cgroup",
+    "/proc/1/cgroup",
+    "/proc/self/mountinfo",
+    "/proc/self/status",
+    "/sys/fs/cgroup/cgroup.controllers",
+    "/sys/fs/cgroup/devices.list",
+    "/sys/fs/cgroup/devices/devices.list",
+    "/sys/fs/selinux/enforce",
+    "/etc/selinux/config",
+    "/run/.containerenv",
+    # container toolkit and runtimes
+    "/etc/nvidia-container-runtime/config.toml",
+    "/etc/nvidia-container-runtime/config.toml.d/*.toml",
+    "/etc/docker/daemon.json",
+    "/etc/containerd/config.toml",
+    "/etc/containerd/conf.d/*.toml",
+    "/etc/containerd/config.d/*.toml",
+    "/etc/crio/crio.conf",
+    "/etc/crio/crio.conf.d/*",
+    "/etc/cdi/*.yaml",
+    "/etc/cdi/*.json",
+    "/var/run/cdi/*.yaml",
+    "/var/run/cdi/*.json",
+    "/etc/ld.so.conf.d/*.conf",
+)
+
+# Paths whose lstat is recorded (device nodes, links, marker files). Missing ones are recorded as ENOENT:
+# the absence of /dev/nvidia-uvm is a fact a check needs.
+PATHS: tuple[str, ...] = (
+    "/dev/nvidiactl",
+    "/dev/nvidia-uvm",
+    "/dev/nvidia-uvm-tools",
+    "/dev/nvidia-modeset",
+    "/dev/nvidia[0-9]*",
+    "/dev/nvidia-caps/*",
+    "/dev/nvidia-caps-imex-channels/*",
+    "/dev/nvidia-nvswitch*",
+    "/dev/nvidia-nvlink",
+    "/dev/dri/*",
+    "/.dockerenv",
+    "/run/.containerenv",
+    "/usr/bin/nvidia-smi",
+    "/usr/bin/nvidia-container-cli",
+    "/usr/bin/nvidia-container-runtime",
+    "/usr/bin/nvidia-container-runtime-hook",
+    "/usr/bin/nvidia-ctk",
+    "/usr/bin/nvidia-cdi-hook",
+    "/usr/local/cuda/compat",
+    "/usr/local/cuda/compat/*",
+    "/etc/nvidia-container-runtime",
+    "/etc/cdi",
+    "/var/run/cdi",
+    "/sys/fs/cgroup/cgroup.controllers",
+    "/sys/fs/cgroup/devices",
+    "/sys/fs/selinux",
+    "/usr/lib/x86_64-linux-gnu/libnvidia-ml.so*",
+    "/usr/lib/x86_64-linux-gnu/libcuda.so*",
+    "/usr/lib64/libnvidia-ml.so*",
+    "/usr/lib64/libcuda.so*",
+    "/usr/lib/aarch64-linux-gnu/libnvidia-ml.so*",
+    "/usr/lib/aarch64-linux-gnu/libcuda.so*",
+    "/lib/firmware/nvidia/*/gsp_*.bin",
+)
+
+# Directories whose entries are listed ({name: link target or None}).
+DIRS: tuple[str, ...] = (
+    "/dev/char",
+    "/dev/nvidia-caps",
+)
+
+# Environment variables recorded from the collecting process (prefixes end with "_").
+ENV_NAMES: tuple[str, ...] = (
+    "NVIDIA_", "CUDA_", "GPU_RUNBOOK_", "LD_LIBRARY_PATH", "LD_PRELOAD", "KUBERNETES_SERVICE_HOST",
+    "container",
+)
+
+
+class Command(NamedTuple):
+    """A read-only command the probes may run: argument list (never a shell) and its own timeout."""
+
+    argv: tuple[str, ...]
+    timeout: float
+    why: str
+
+
+COMMANDS: dict[str, Command] = {
+    "nvidia-smi": Command(
+        ("nvidia-smi", "--query-gpu=index,name,uuid,driver_version,pci.bus_id,compute_mode,mig.mode.current",
+         "--format=csv,noheader"),
+        8.0, "the driver answers at all; a hang here is itself a diagnosis"),
+    "nvidia-smi-version": Command(("nvidia-smi", "--version"), 5.0,
+                                  "driver, CUDA and NVML versions as the tool reports them"),
+    "nvidia-container-cli-info": Command(("nvidia-container-cli", "info"), 8.0,
+                                         "what libnvidia-container sees: driver, NVML, devices"),
+    "nvidia-container-cli-version": Command(("nvidia-container-cli", "--version"), 5.0, "toolkit version"),
+    "nvidia-ctk-version": Command(("nvidia-ctk", "--version"), 5.0, "toolkit version"),
+    "nvidia-ctk-cdi-list": Command(("nvidia-ctk", "cdi", "list"), 8.0, "CDI devices the toolkit resolves"),
+    "getenforce": Command(("getenforce",), 3.0, "SELinux mode"),
+    "mokutil-sb-state": Command(("mokutil", "--sb-state"), 3.0, "Secure Boot state"),
+}
+
+MAX_FILE_BYTES = 1024 * 1024
+# Whole-run budget: a probe that would pass it is abandoned and recorded as "deadline".
+DEFAULT_DEADLINE_S = 15.0
+NVML_TIMEOUT_S = 10.0

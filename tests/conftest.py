@@ -1,0 +1,59 @@
+"""Shared test helpers: the repository layout, scenarios, and running the CLI in-process."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SNIPPETS = REPO / "snippets"
+SCENARIO_DIR = REPO / "tests" / "scenarios"
+DOCS = REPO / "docs"
+
+if str(SNIPPETS) not in sys.path:
+    sys.path.insert(0, str(SNIPPETS))
+
+
+def scenario_files() -> list[Path]:
+    return sorted(SCENARIO_DIR.glob("*/*.json"))
+
+
+def load_scenario(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def run_cli(*args: str) -> tuple[int, str, str]:
+    """Run `gpu-runbook ARGS` in-process; returns (exit code, stdout, stderr)."""
+    from gpu_runbook.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(args), stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def run_cli_process(*args: str, env: dict[str, str] | None = None, timeout: float = 60,
+                    **kwargs: Any) -> subprocess.CompletedProcess:
+    """Run the CLI as a real process (`python -m gpu_runbook`), as an operator would."""
+    full_env = dict(os.environ if env is None else env)
+    full_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SNIPPETS), full_env.get("PYTHONPATH")) if p)
+    return subprocess.run([sys.executable, "-m", "gpu_runbook", *args], capture_output=True, text=True,
+                          env=full_env, timeout=timeout, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def built_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Build the site once per session with --strict into a temporary directory."""
+    out = tmp_path_factory.mktemp("site")
+    mkdocs = Path(sys.executable).with_name("mkdocs")
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
+    proc = subprocess.run([str(mkdocs), "build", "--strict", "--site-dir", str(out)], cwd=REPO,
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out
