@@ -1,0 +1,91 @@
+"""Record a live GPU run as data: GPU, driver, CUDA, date, every check's status, test counts, timings.
+
+Usage (on the GPU host, after the GPU tests): python tests/gpu/record_run.py --junit J.xml [--out-dir D]
+The record lands in tests/gpu/runs/ and the site shows it on every page whose checks it covers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET  # noqa: S405 (our own pytest junit file)
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent.parent
+sys.path.insert(0, str(REPO / "snippets"))
+
+from gpu_runbook.probes.collect import collect  # noqa: E402
+from gpu_runbook.registry import run_checks  # noqa: E402
+from gpu_runbook.snapshot import Snapshot  # noqa: E402
+
+
+def _timed(argv: list[str]) -> tuple[float, int]:
+    started = time.monotonic()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO / "snippets"),
+                                                                   os.environ.get("PYTHONPATH")])))
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
+    return round(time.monotonic() - started, 3), proc.returncode
+
+
+def _junit_counts(path: str | None) -> dict[str, int]:
+    if not path or not os.path.exists(path):
+        return {}
+    root = ET.parse(path).getroot()  # noqa: S314
+    suite = root if root.tag == "testsuite" else root.find("testsuite")
+    if suite is None:
+        return {}
+    total = int(suite.get("tests", 0))
+    failed = int(suite.get("failures", 0)) + int(suite.get("errors", 0))
+    skipped = int(suite.get("skipped", 0))
+    return {"passed": total - failed - skipped, "failed": failed, "skipped": skipped}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--junit")
+    parser.add_argument("--out-dir", default=str(REPO / "tests" / "gpu" / "runs"))
+    args = parser.parse_args()
+
+    snapshot = Snapshot(collect())
+    findings = run_checks(snapshot)
+    nvml = snapshot.nvml
+    devices = nvml.get("devices") or [{}]
+    cuda = nvml.get("cuda_driver_version")
+    os_release = snapshot.file("/etc/os-release").text or ""
+    pretty = re.search(r'^PRETTY_NAME="?([^"\n]*)', os_release, re.MULTILINE)
+    kernel = snapshot.file("/proc/driver/nvidia/version").text or ""
+    record = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+        "gpu": devices[0].get("name", "?") + (f" ×{len(devices)}" if len(devices) > 1 else ""),
+        "driver": nvml.get("driver_version"),
+        "cuda": f"{cuda // 1000}.{cuda % 1000 // 10}" if isinstance(cuda, int) else None,
+        "kernel_module": "open" if "Open Kernel Module" in kernel else "proprietary" if kernel else None,
+        "host": (pretty.group(1) if pretty else "?") + f", kernel {snapshot.host.get('kernel_release', '?')}",
+        "euid": snapshot.host.get("euid"),
+        "checks": {f.check: f.status.value for f in findings},
+        "summaries": {f.check: f.summary for f in findings},
+        "pytest_gpu": _junit_counts(args.junit),
+        "timings_seconds": {
+            "gpu-runbook check": _timed([sys.executable, "-m", "gpu_runbook", "check", "--format", "json"])[0],
+            "nvidia-smi -q": _timed(["nvidia-smi", "-q"])[0],
+            "collect (in-process)": snapshot.probe.get("elapsed_seconds"),
+        },
+    }
+    slug = re.sub(r"[^a-z0-9]+", "-", str(record["gpu"]).lower()).strip("-")
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"{record['date']}-{slug}.json"
+    target.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(json.dumps(record, indent=2, ensure_ascii=False))
+    print(f"recorded: {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# `make test-gpu`: GPU tests and notebooks on the live host, then a run record in tests/gpu/runs/.
+# Works air-gapped: if ./wheelhouse exists (make wheelhouse), missing tools are installed from it
+# into .gpu-deps/ (never into the system Python). Read-only on the GPU: no mode, clock or reset changes.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+PY=${PYTHON:-python3}
+OUT=${OUT:-out/gpu}
+mkdir -p "$OUT"
+if ! "$PY" -c 'import papermill, nbval, ipykernel, pynvml' 2>/dev/null; then
+  if [ -d wheelhouse ]; then
+    "$PY" -m pip install -q --no-index --find-links wheelhouse --target .gpu-deps \
+      nvidia-ml-py pytest papermill nbval ipykernel nbformat || exit 2
+    export PYTHONPATH=".gpu-deps${PYTHONPATH:+:$PYTHONPATH}"
+  else
+    echo "test-gpu: papermill/nbval/ipykernel/pynvml missing and no ./wheelhouse (run: make wheelhouse)" >&2
+  fi
+fi
+export PYTHONPATH="snippets${PYTHONPATH:+:$PYTHONPATH}"
+"$PY" -m pytest -p no:cacheprovider -o addopts="-ra" -m gpu tests/gpu --junitxml "$OUT/gpu-junit.xml" 2>&1 \
+  | tee "$OUT/pytest-gpu.txt"
+status=${PIPESTATUS[0]}
+"$PY" -m pytest -p no:cacheprovider -o addopts="" --nbval-lax notebooks 2>&1 | tee "$OUT/nbval.txt"
+nbval=${PIPESTATUS[0]}
+"$PY" tests/gpu/record_run.py --junit "$OUT/gpu-junit.xml" | tee "$OUT/record.txt"
+cp tests/gpu/runs/*.json "$OUT/" 2>/dev/null || true
+echo "test-gpu: pytest exit $status, nbval exit $nbval"
+[ "$status" = 0 ] && [ "$nbval" = 0 ]
