@@ -8,7 +8,7 @@ WHEEL_PLATFORMS ?= manylinux_2_28_x86_64 manylinux2014_x86_64
 WHEELHOUSE ?= wheelhouse
 PYTEST_ARGS ?=
 
-.PHONY: serve build test lint test-gpu wheelhouse clean
+.PHONY: serve build test lint test-gpu wheelhouse error-index clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "the site tools need Python >= 3.11 (set PYTHON=python3.11 or newer)")'
@@ -38,8 +38,8 @@ lint: $(VENV)/.test-installed
 	$(BIN)/ruff check snippets tests docs/hooks
 	$(BIN)/vermin --no-tips --violations -t=3.9- --eval-annotations snippets/gpu_runbook
 
-## test: everything CI runs: lint, unit, scenarios, CLI, notebooks (papermill + nbval), site build
-test: lint
+## test: everything CI runs: ruff + vermin, unit, scenarios, CLI, notebooks (papermill + nbval), site build, browser
+test: $(VENV)/.test-installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## test-gpu: on a host with an NVIDIA GPU: GPU tests + notebooks on the live host, recorded in tests/gpu/runs/
@@ -54,6 +54,10 @@ wheelhouse:
 	  $(foreach p,$(WHEEL_PLATFORMS),--platform $(p)) --platform any \
 	  nvidia-ml-py pytest papermill nbval ipykernel nbformat
 	@echo "wheelhouse: $$(ls $(WHEELHOUSE) | wc -l) wheels in $(WHEELHOUSE)/"
+
+## error-index: regenerate the `explain` index from the pages' errors: front matter
+error-index: $(VENV)/.test-installed
+	$(BIN)/python tests/tools/gen_error_index.py
 
 clean:
 	rm -rf site .cache .pytest_cache

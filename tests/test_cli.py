@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli, run_cli_process
-
 from gpu_runbook.registry import load_checks
 from gpu_runbook.snapshot import SCHEMA_VERSION
 

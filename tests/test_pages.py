@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import DOCS, REPO, run_cli, scenario_files
-
 from gpu_runbook.pages import PAGES, docs_path
 from gpu_runbook.registry import load_checks
 

@@ -7,7 +7,6 @@ import json
 import re
 
 import pytest
-
 from gpu_runbook.findings import Finding, Status
 from gpu_runbook.render import OutputFormat, exit_code, renderer_for
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from conftest import SCENARIO_DIR, load_scenario, run_cli, scenario_files
-
 from gpu_runbook.pages import PAGES
 from gpu_runbook.registry import load_checks
 

@@ -14,7 +14,7 @@ import re
 import subprocess
 import sys
 import time
-import xml.etree.ElementTree as ET  # noqa: S405 (our own pytest junit file)
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -62,7 +62,7 @@ def main() -> int:
     kernel = snapshot.file("/proc/driver/nvidia/version").text or ""
     record = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
-        "gpu": devices[0].get("name", "?") + (f" ×{len(devices)}" if len(devices) > 1 else ""),
+        "gpu": devices[0].get("name", "?") + (f" x{len(devices)}" if len(devices) > 1 else ""),
         "driver": nvml.get("driver_version"),
         "cuda": f"{cuda // 1000}.{cuda % 1000 // 10}" if isinstance(cuda, int) else None,
         "kernel_module": "open" if "Open Kernel Module" in kernel else "proprietary" if kernel else None,

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, run_cli_process
-
 from gpu_runbook.probes.collect import collect
 from gpu_runbook.registry import run_checks
 from gpu_runbook.snapshot import Snapshot
