@@ -77,6 +77,11 @@ def collection_plan() -> str:
     out += ["", "### Files read", "", *[f"- `{p}`" for p in plan.FILES], "",
             "### Paths examined (lstat only, never opened)", "", *[f"- `{p}`" for p in plan.PATHS], "",
             "### Directories listed", "", *[f"- `{p}`" for p in plan.DIRS], "",
+            "### Device nodes opened (the open test)", "",
+            f"Opened read-only and non-blocking in a child process, closed at once (no read, no ioctl), "
+            f"killed after {plan.OPEN_TEST_TIMEOUT_S:g} s; only on the live host. The errno tells a cgroup "
+            "denial (EPERM) from a missing node (ENOENT) or a mode that denies this user (EACCES).", "",
+            *[f"- `{p}`" for p in plan.OPEN_TESTS], "",
             "### Environment variables recorded", "", *[f"- `{p}`" for p in plan.ENV_NAMES], ""]
     return "\n".join(out)
 

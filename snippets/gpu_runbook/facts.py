@@ -84,6 +84,11 @@ def in_container_fact(snapshot: Snapshot) -> bool:
     cgroup = snapshot.file("/proc/1/cgroup")
     if cgroup.text and re.search(r"docker|kubepods|containerd|libpod|crio", cgroup.text):
         return True
+    for marker in ("/.dockerenv", "/run/.containerenv"):
+        error = snapshot.path(marker).get("error")
+        if error not in (None, "ENOENT", "ENOTDIR", "not-collected"):
+            # An unexaminable marker is not proof of a host: say so rather than guess.
+            raise Missing(f"cannot tell host from container: {marker} could not be examined ({error})")
     return False
 
 

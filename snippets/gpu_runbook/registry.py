@@ -89,8 +89,9 @@ def load_checks() -> dict[str, CheckSpec]:
 
 
 class _FactCache:
-    def __init__(self, snapshot: Snapshot) -> None:
+    def __init__(self, snapshot: Snapshot, strict: bool = False) -> None:
         self.snapshot = snapshot
+        self.strict = strict
         self.values: dict[str, Any] = {}
         self.missing: dict[str, Missing] = {}
 
@@ -104,6 +105,11 @@ class _FactCache:
         except Missing as exc:
             self.missing[name] = exc
             raise
+        except Exception as exc:  # a bug in a fact: the checks that need it say so, the others still run
+            if self.strict:
+                raise
+            self.missing[name] = Missing(f"fact {name!r} failed internally: {type(exc).__name__}: {exc}")
+            raise self.missing[name] from None
         self.values[name] = value
         return value
 
@@ -156,7 +162,7 @@ def run_checks(snapshot: Snapshot, only: Optional[Iterable[str]] = None, strict:
         unknown_ids = [w for w in wanted if w not in specs]
         if unknown_ids:
             raise KeyError(", ".join(unknown_ids))
-    cache = _FactCache(snapshot)
+    cache = _FactCache(snapshot, strict)
     order = list(PAGES)
     selected = [s for s in specs.values() if wanted is None or s.id in wanted]
     selected.sort(key=lambda s: order.index(s.page))

@@ -8,6 +8,8 @@ A snapshot is written by `gpu-runbook collect` on the troubled host and judged a
 - ``dirs``: host path -> ``{"entries": {name: link-target-or-null}}`` or ``{"error": ...}``
 - ``commands``: name -> ``{"argv", "exit", "stdout", "stderr", "seconds"}`` or ``{"error": ...}``
 - ``nvml``: what NVML answered (see probes/nvml.py), or ``{"error": ...}`` / ``{"skipped": ...}``
+- ``opens``: device node -> ``{"ok": true}`` or ``{"error": "EPERM", ...}`` from the open test
+  (probes/devopen.py), or ``{"skipped": ...}`` / ``{"error": "timeout"}``
 - ``env``: the allow-listed environment variables of the collecting process
 - ``host``: host name, kernel, architecture, effective uid, whether in a container
 """
@@ -25,7 +27,7 @@ SUPPORTED_SCHEMA_VERSIONS = (1,)
 # A real snapshot is tens of kilobytes; anything near this is not one.
 MAX_SNAPSHOT_BYTES = 32 * 1024 * 1024
 
-SECTIONS = ("host", "files", "paths", "dirs", "commands", "nvml", "env", "probe")
+SECTIONS = ("host", "files", "paths", "dirs", "commands", "nvml", "opens", "env", "probe")
 
 
 class SnapshotError(ValueError):
@@ -179,7 +181,7 @@ class Snapshot:
         seconds = raw.get("seconds")
         return CommandFact(
             name=name,
-            argv=tuple(str(a) for a in raw.get("argv") or () if isinstance(raw.get("argv"), list)),
+            argv=tuple(str(a) for a in raw["argv"]) if isinstance(raw.get("argv"), list) else (),
             exit=exit_code if isinstance(exit_code, int) and not isinstance(exit_code, bool) else None,
             stdout=raw.get("stdout") if isinstance(raw.get("stdout"), str) else "",
             stderr=raw.get("stderr") if isinstance(raw.get("stderr"), str) else "",

@@ -6,6 +6,11 @@ import re
 from typing import NamedTuple, Optional
 
 
+def _is_number(text: str) -> bool:
+    """ASCII digits only: str.isdigit() is also true for "²", which int() rejects."""
+    return text.isascii() and text.isdigit()
+
+
 def parse_proc_devices(text: str) -> dict[str, dict[str, int]]:
     """Parse /proc/devices into {"char": {name: major}, "block": {name: major}}.
 
@@ -34,7 +39,7 @@ def parse_proc_devices(text: str) -> dict[str, dict[str, int]]:
             section = "block"
             continue
         parts = stripped.split(None, 1)
-        if section and len(parts) == 2 and parts[0].isdigit():
+        if section and len(parts) == 2 and _is_number(parts[0]):
             # A name may repeat (several majors); the first is the one the driver registered first.
             result[section].setdefault(parts[1], int(parts[0]))
     return result
@@ -93,15 +98,67 @@ def parse_driver_version(text: str) -> Optional[DriverVersion]:
 def parse_driver_params(text: str) -> dict[str, str]:
     """Parse /proc/driver/nvidia/params ("Key: value" lines) into a dict of strings.
 
+    Sample Content::
+
+        ResmanDebugLevel: 4294967295
+        RmLogonRC: 1
+        ModifyDeviceFiles: 1
+        DeviceFileUID: 0
+        DeviceFileGID: 0
+        DeviceFileMode: 438
+
     >>> parse_driver_params("ModifyDeviceFiles: 1\\nDeviceFileUID: 0\\nDeviceFileGID: 0\\nDeviceFileMode: 438\\n")
     {'ModifyDeviceFiles': '1', 'DeviceFileUID': '0', 'DeviceFileGID': '0', 'DeviceFileMode': '438'}
+    >>> parse_driver_params("NVreg_DeviceFileMode: 432\\nRegistryDwords: \\"\\"\\n")
+    {'DeviceFileMode': '432', 'RegistryDwords': ''}
     """
     params: dict[str, str] = {}
     for line in text.splitlines():
         key, sep, value = line.partition(":")
-        if sep and key.strip() and " " not in key.strip():
-            params[key.strip()] = value.strip().strip('"')
+        key = key.strip()
+        if sep and key and " " not in key:
+            # Module parameters are spelled NVreg_<Name> on the modprobe line, <Name> in this file.
+            if key.startswith("NVreg_"):
+                key = key[len("NVreg_"):]
+            params[key] = value.strip().strip('"')
     return params
+
+
+def device_file_mode(params: dict[str, str]) -> Optional[int]:
+    """DeviceFileMode from the parsed params as an int (the file prints it in decimal: 438 = 0o666).
+
+    >>> oct(device_file_mode({"DeviceFileMode": "438"}))
+    '0o666'
+    >>> device_file_mode({"DeviceFileMode": "x"}) is None
+    True
+    """
+    value = params.get("DeviceFileMode", "")
+    return int(value) if _is_number(value) else None
+
+
+def secure_boot_from_efivar(text: str) -> Optional[bool]:
+    """Secure Boot state from the SecureBoot EFI variable: 4 attribute bytes, then 1 (on) or 0 (off).
+
+    >>> secure_boot_from_efivar("\\x06\\x00\\x00\\x00\\x01"), secure_boot_from_efivar("\\x06\\x00\\x00\\x00\\x00")
+    (True, False)
+    >>> secure_boot_from_efivar("") is None
+    True
+    """
+    if len(text) != 5:
+        return None
+    return {"\x01": True, "\x00": False}.get(text[4])
+
+
+def secure_boot_from_mokutil(output: str) -> Optional[bool]:
+    """Secure Boot state from `mokutil --sb-state` ("SecureBoot enabled" / "SecureBoot disabled").
+
+    >>> secure_boot_from_mokutil("SecureBoot enabled\\n"), secure_boot_from_mokutil("SecureBoot disabled\\n")
+    (True, False)
+    >>> secure_boot_from_mokutil("EFI variables are not supported on this system\\n") is None
+    True
+    """
+    match = re.search(r"SecureBoot (enabled|disabled)", output)
+    return None if match is None else match.group(1) == "enabled"
 
 
 def parse_proc_modules(text: str) -> dict[str, dict[str, object]]:
@@ -114,7 +171,7 @@ def parse_proc_modules(text: str) -> dict[str, dict[str, object]]:
     modules: dict[str, dict[str, object]] = {}
     for line in text.splitlines():
         parts = line.split()
-        if len(parts) < 5 or not parts[1].isdigit():
+        if len(parts) < 5 or not _is_number(parts[1]):
             continue
         used_by: list[str] = [m for m in parts[3].split(",") if m and m != "-"]
         taints = ""
@@ -122,7 +179,7 @@ def parse_proc_modules(text: str) -> dict[str, dict[str, object]]:
             taints = parts[6].strip("()")
         modules[parts[0]] = {
             "size": int(parts[1]),
-            "refcount": int(parts[2]) if parts[2].lstrip("-").isdigit() else -1,
+            "refcount": int(parts[2]) if _is_number(parts[2][1:] if parts[2][:1] == "-" else parts[2]) else -1,
             "used_by": used_by,
             "state": parts[4],
             "taints": taints,

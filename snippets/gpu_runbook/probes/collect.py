@@ -11,9 +11,13 @@ from typing import Any, Optional
 from gpu_runbook import __version__
 from gpu_runbook.probes import plan
 from gpu_runbook.probes.commands import run_command
+from gpu_runbook.probes.devopen import probe_open_tests
 from gpu_runbook.probes.host import expand, list_dir, read_file, stat_path
 from gpu_runbook.probes.nvml import probe_nvml_finish, probe_nvml_start
 from gpu_runbook.snapshot import SCHEMA_VERSION
+
+# At most this much of the deadline is kept back for killing hung probes and printing the report.
+KILL_RESERVE_S = 1.0
 
 
 def _env_facts(environ: dict[str, str]) -> dict[str, str]:
@@ -23,6 +27,24 @@ def _env_facts(environ: dict[str, str]) -> dict[str, str]:
             if name == allowed or (allowed.endswith("_") and name.startswith(allowed)):
                 wanted[name] = value
     return dict(sorted(wanted.items()))
+
+
+def _record_unlistable(root: str, pattern: str, facts: dict[str, Any]) -> None:
+    """A glob that matched nothing because its directory cannot be listed (EACCES as non-root) is a
+    fact too: record it under the pattern, so the report says what it could not see instead of
+    silently seeing nothing."""
+    if not any(ch in pattern for ch in "*?["):
+        return
+    fixed = []
+    for part in pattern.split("/"):
+        if any(ch in part for ch in "*?["):
+            break
+        fixed.append(part)
+    directory = "/".join(fixed) or "/"
+    listing = list_dir(root, directory, max_entries=1)
+    if listing.get("error") not in (None, "ENOENT", "ENOTDIR"):
+        facts[pattern] = {"error": listing["error"],
+                          "detail": f"cannot list {directory}: {listing.get('detail', '')}".rstrip(": ")}
 
 
 def _host_facts(root: str) -> dict[str, Any]:
@@ -49,7 +71,9 @@ def collect(root: str = "/", deadline: float = plan.DEFAULT_DEADLINE_S,
     they would describe this machine, not the mounted one.
     """
     started = time.monotonic()
-    stop_at = started + deadline
+    # Keep part of the budget back for killing what hangs and writing the report, so that the whole
+    # `gpu-runbook check` ends within `deadline` even when every command and NVML hang.
+    stop_at = started + deadline - min(KILL_RESERVE_S, deadline / 10)
     env = dict(os.environ if environ is None else environ)
     root = os.path.abspath(root) if root not in ("", "/") else "/"
     if live is None:
@@ -65,28 +89,48 @@ def collect(root: str = "/", deadline: float = plan.DEFAULT_DEADLINE_S,
 
     files: dict[str, Any] = {}
     for pattern in plan.FILES:
-        for path in expand(root, pattern):
+        matched = expand(root, pattern)
+        for path in matched:
             files[path] = read_file(root, path, plan.MAX_FILE_BYTES)
+        if not matched:
+            _record_unlistable(root, pattern, files)
     paths: dict[str, Any] = {}
     for pattern in plan.PATHS:
-        for path in expand(root, pattern):
+        matched = expand(root, pattern)
+        for path in matched:
             paths[path] = stat_path(root, path)
+        if not matched:
+            _record_unlistable(root, pattern, paths)
     dirs = {path: list_dir(root, path) for path in plan.DIRS}
 
     commands: dict[str, Any] = {}
     nvml: dict[str, Any]
+    opens: dict[str, Any]
     if live:
+        hung: set[str] = set()
         for name, command in plan.COMMANDS.items():
+            if command.argv[0] in hung:
+                # A tool that hung once hangs again (and one stuck in the kernel cannot be killed):
+                # starting another copy would only add to the pile on a sick host.
+                commands[name] = {"argv": list(command.argv), "error": "skipped",
+                                  "detail": f"{command.argv[0]} already hung in this run; not started again"}
+                continue
             remaining = stop_at - time.monotonic()
             commands[name] = run_command(command.argv, min(command.timeout, remaining), env)
+            if commands[name].get("error") == "timeout":
+                hung.add(command.argv[0])
+        # Only at root "/": under --root the nodes opened would be this machine's, not the host's.
+        opens = (probe_open_tests(min(plan.OPEN_TEST_TIMEOUT_S, stop_at - time.monotonic()), env)
+                 if root == "/" else {"skipped": f"root is {root}"})
         if nvml_proc is not None:
             remaining = min(plan.NVML_TIMEOUT_S, stop_at - time.monotonic())
-            nvml = probe_nvml_finish(nvml_proc, remaining)
+            nvml = probe_nvml_finish(nvml_proc, remaining, started)
         else:
             nvml = {"error": {"name": "not-started", "message": "; ".join(notes)}}
     else:
         reason = f"root is {root}: commands and NVML would describe this machine, not the one under the root"
         nvml = {"skipped": reason}
+        opens = {"skipped": reason}
         notes.append(reason)
 
     return {
@@ -99,6 +143,7 @@ def collect(root: str = "/", deadline: float = plan.DEFAULT_DEADLINE_S,
         "dirs": dirs,
         "commands": commands,
         "nvml": nvml,
+        "opens": opens,
         "env": _env_facts(env),
         "probe": {
             "deadline_seconds": deadline,

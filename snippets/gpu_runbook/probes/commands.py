@@ -12,9 +12,12 @@ from collections.abc import Sequence
 from typing import Any, Optional
 
 MAX_OUTPUT_CHARS = 256 * 1024
+# After SIGKILL a process is reaped in milliseconds, unless it is stuck in the kernel (D state), where
+# no wait helps: wait this long for its last output, then abandon it.
+KILL_GRACE_S = 0.3
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
     # The command may have forked (nvidia-smi does not, wrappers do); kill the whole session.
     try:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -54,9 +57,9 @@ def run_command(argv: Sequence[str], timeout: float, env: Optional[dict[str, str
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        _kill_group(proc)
+        kill_group(proc)
         try:
-            stdout, stderr = proc.communicate(timeout=2)
+            stdout, stderr = proc.communicate(timeout=KILL_GRACE_S)
         except subprocess.TimeoutExpired:
             # A process stuck in the kernel (D state) ignores SIGKILL until it wakes; abandon it.
             stdout, stderr = b"", b""

@@ -8,13 +8,12 @@ recorded as a fact: {"error": {"name": "NVMLError_Unknown", "code": 999, "messag
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 from typing import Any, Callable, Optional
 
-from gpu_runbook.probes.commands import _kill_group
+from gpu_runbook.probes.children import finish_child, start_child
 
 
 def error_fact(exc: BaseException) -> dict[str, Any]:
@@ -34,6 +33,18 @@ def _text(value: Any) -> Any:
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
 
 
+def _fn(nvml: Any, name: str) -> Callable[..., Any]:
+    """nvml.<name>, or a stand-in that raises, so old or broken bindings are recorded, not fatal."""
+    fn = getattr(nvml, name, None)
+    if callable(fn):
+        return fn
+
+    def missing(*_args: Any) -> Any:
+        raise AttributeError(f"{name} is not in these NVML bindings")
+
+    return missing
+
+
 def _call(fn: Callable[..., Any], *args: Any) -> Any:
     try:
         return _text(fn(*args))
@@ -42,7 +53,7 @@ def _call(fn: Callable[..., Any], *args: Any) -> Any:
 
 
 def _device(nvml: Any, index: int) -> dict[str, Any]:
-    handle = _call(nvml.nvmlDeviceGetHandleByIndex, index)
+    handle = _call(_fn(nvml, "nvmlDeviceGetHandleByIndex"), index)
     if isinstance(handle, dict) and "error" in handle:
         return {"index": index, **handle}
     device: dict[str, Any] = {"index": index}
@@ -59,17 +70,17 @@ def _device(nvml: Any, index: int) -> dict[str, Any]:
     for key, name in getters.items():
         fn = getattr(nvml, name, None)
         device[key] = _call(fn, handle) if fn else {"error": {"name": "FunctionNotInBindings", "message": name}}
-    pci = _call(nvml.nvmlDeviceGetPciInfo, handle)
+    pci = _call(_fn(nvml, "nvmlDeviceGetPciInfo"), handle)
     if isinstance(pci, dict):
         device["pci_bus_id"] = pci
     else:
         device["pci_bus_id"] = _text(getattr(pci, "busId", None))
-    mig = _call(nvml.nvmlDeviceGetMigMode, handle)
+    mig = _call(_fn(nvml, "nvmlDeviceGetMigMode"), handle)
     if isinstance(mig, (list, tuple)) and len(mig) == 2:
         device["mig_mode"] = {"current": mig[0], "pending": mig[1]}
     else:
         device["mig_mode"] = mig
-    memory = _call(nvml.nvmlDeviceGetMemoryInfo, handle)
+    memory = _call(_fn(nvml, "nvmlDeviceGetMemoryInfo"), handle)
     device["memory_total_bytes"] = memory if isinstance(memory, dict) else getattr(memory, "total", None)
     if isinstance(device.get("cuda_compute_capability"), tuple):
         device["cuda_compute_capability"] = list(device["cuda_compute_capability"])
@@ -83,16 +94,16 @@ def collect_nvml(nvml: Any) -> dict[str, Any]:
     """
     fact: dict[str, Any] = {"bindings": {"module": getattr(nvml, "__name__", "?"),
                                          "file": getattr(nvml, "__file__", None)}}
-    init = _call(nvml.nvmlInit)
+    init = _call(_fn(nvml, "nvmlInit"))
     if isinstance(init, dict) and "error" in init:
         fact["init"] = init
         return fact
     fact["init"] = {"ok": True}
     try:
-        fact["driver_version"] = _call(nvml.nvmlSystemGetDriverVersion)
-        fact["nvml_version"] = _call(nvml.nvmlSystemGetNVMLVersion)
-        fact["cuda_driver_version"] = _call(nvml.nvmlSystemGetCudaDriverVersion)
-        count = _call(nvml.nvmlDeviceGetCount)
+        fact["driver_version"] = _call(_fn(nvml, "nvmlSystemGetDriverVersion"))
+        fact["nvml_version"] = _call(_fn(nvml, "nvmlSystemGetNVMLVersion"))
+        fact["cuda_driver_version"] = _call(_fn(nvml, "nvmlSystemGetCudaDriverVersion"))
+        count = _call(_fn(nvml, "nvmlDeviceGetCount"))
         fact["device_count"] = count
         devices: list[dict[str, Any]] = []
         if isinstance(count, int):
@@ -100,7 +111,7 @@ def collect_nvml(nvml: Any) -> dict[str, Any]:
                 devices.append(_device(nvml, index))
         fact["devices"] = devices
     finally:
-        _call(nvml.nvmlShutdown)
+        _call(_fn(nvml, "nvmlShutdown"))
     return fact
 
 
@@ -114,45 +125,27 @@ def child_main() -> int:
     else:
         result = collect_nvml(pynvml)
     result["seconds"] = round(time.monotonic() - started, 3)
-    sys.stdout.write(json.dumps(result))
+    # default=repr: a binding that returns a ctypes struct must not cost the whole answer.
+    sys.stdout.write(json.dumps(result, default=repr))
     return 0
 
 
 def probe_nvml_start(env: Optional[dict[str, str]] = None) -> subprocess.Popen[bytes]:
     """Start the NVML child; the caller collects it with probe_nvml_finish (so other probes run meanwhile)."""
-    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    child_env = dict(env if env is not None else os.environ)
-    child_env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, child_env.get("PYTHONPATH")) if p)
-    return subprocess.Popen(
-        [sys.executable, "-m", "gpu_runbook.probes.nvml"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env=child_env, start_new_session=True, close_fds=True,
-    )
+    return start_child("gpu_runbook.probes.nvml", env)
 
 
-def probe_nvml_finish(proc: subprocess.Popen[bytes], timeout: float) -> dict[str, Any]:
-    started = time.monotonic()
-    try:
-        stdout, stderr = proc.communicate(timeout=max(timeout, 0.01))
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        try:
-            proc.communicate(timeout=2)
-        except subprocess.TimeoutExpired:
-            pass
-        return {"error": {"name": "timeout", "message": f"NVML did not answer within {timeout:.1f} s; "
-                                                        "the probe was killed"}}
-    if proc.returncode != 0:
-        tail = stderr.decode("utf-8", errors="replace").strip().splitlines()[-1:] or [""]
-        return {"error": {"name": "crashed", "message": f"NVML probe exited {proc.returncode}: {tail[0]}"[:500]}}
-    try:
-        result = json.loads(stdout.decode("utf-8", errors="replace"))
-    except ValueError:
-        return {"error": {"name": "garbled", "message": "NVML probe printed no JSON"}}
-    if not isinstance(result, dict):
-        return {"error": {"name": "garbled", "message": "NVML probe printed no JSON object"}}
-    result["waited_seconds"] = round(time.monotonic() - started, 3)
-    return result
+def probe_nvml_finish(proc: subprocess.Popen[bytes], timeout: float,
+                      since: Optional[float] = None) -> dict[str, Any]:
+    """The NVML facts, or an error fact when the child hung ("timeout"), died or printed nonsense."""
+    result = finish_child(proc, timeout, since)
+    if result.payload is None:
+        detail = {"timeout": "NVML did not answer: {}", "crashed": "NVML probe {}",
+                  "garbled": "NVML probe {}"}[str(result.error)].format(result.detail)
+        return {"error": {"name": result.error, "message": detail}}
+    payload = result.payload
+    payload["waited_seconds"] = round(result.waited, 3)
+    return payload
 
 
 if __name__ == "__main__":

@@ -52,6 +52,8 @@ FILES: tuple[str, ...] = (
     "/sys/fs/cgroup/devices/devices.list",
     "/sys/fs/selinux/enforce",
     "/etc/selinux/config",
+    "/sys/fs/selinux/booleans/container_use_devices",
+    "/sys/fs/selinux/booleans/container_use_xserver_devices",
     "/run/.containerenv",
     # container toolkit and runtimes
     "/etc/nvidia-container-runtime/config.toml",
@@ -104,7 +106,14 @@ PATHS: tuple[str, ...] = (
     "/usr/lib64/libcuda.so*",
     "/usr/lib/aarch64-linux-gnu/libnvidia-ml.so*",
     "/usr/lib/aarch64-linux-gnu/libcuda.so*",
-    "/lib/firmware/nvidia/*/gsp_*.bin",
+    "/lib/firmware/nvidia/*/gsp_*",
+    # toolkit config targets: ldconfig named in config.toml, debug log files and their directory
+    "/sbin/ldconfig",
+    "/sbin/ldconfig.real",
+    "/usr/sbin/ldconfig",
+    "/var/log",
+    "/var/log/nvidia-container-toolkit.log",
+    "/var/log/nvidia-container-runtime.log",
 )
 
 # Directories whose entries are listed ({name: link target or None}).
@@ -112,6 +121,18 @@ DIRS: tuple[str, ...] = (
     "/dev/char",
     "/dev/nvidia-caps",
 )
+
+# Device nodes the open test (probes/devopen.py) opens O_RDONLY|O_NONBLOCK and closes at once, recording
+# only the errno: EPERM = the devices cgroup (v1 list or v2 eBPF filter) denies it, ENOENT = the node is
+# missing, EACCES = mode bits deny this user. The only place a probe opens a /dev node. Why these two:
+# opening the control node or UVM allocates a per-file state and touches no GPU (nvidia-smi and every
+# CUDA program open both first). GPU nodes (/dev/nvidiaN) are left out: without persistence mode their
+# first open initialises the GPU, which is slow and can hang on a sick one; NVML covers them.
+OPEN_TESTS: tuple[str, ...] = (
+    "/dev/nvidiactl",
+    "/dev/nvidia-uvm",
+)
+OPEN_TEST_TIMEOUT_S = 3.0
 
 # Environment variables recorded from the collecting process (prefixes end with "_").
 ENV_NAMES: tuple[str, ...] = (
