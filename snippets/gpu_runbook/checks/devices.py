@@ -2,17 +2,169 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Optional
 
-from gpu_runbook.facts import NVIDIACTL_MINOR, nvml_gpu_minors
-from gpu_runbook.findings import Verdict, fail, ok, skip, warn
-from gpu_runbook.registry import check
+from gpu_runbook.facts import NVIDIA_MODESET_MINOR, NVIDIACTL_MINOR, nvml_gpu_minors
+from gpu_runbook.findings import Verdict, fail, ok, skip, unknown, warn
+from gpu_runbook.parsers.cgroup import (
+    cgroup_driver_from_path,
+    devices_list_allows,
+    parse_cgroup_mounts,
+    parse_devices_list,
+    parse_proc_cgroup,
+)
+from gpu_runbook.parsers.modprobe import library_version, module_disabled_by
+from gpu_runbook.parsers.proc import (
+    DriverVersion,
+    device_file_mode,
+    parse_driver_params,
+    parse_proc_modules,
+    secure_boot_from_efivar,
+    secure_boot_from_mokutil,
+)
+from gpu_runbook.registry import check, fact
+from gpu_runbook.snapshot import CommandFact, Missing, Snapshot
+
+# -- facts of this section ------------------------------------------------------------------------
+
+LIB_DIRS = ("/usr/lib/x86_64-linux-gnu/", "/usr/lib64/", "/usr/lib/aarch64-linux-gnu/")
+MODPROBE_DIRS = ("/etc/modprobe.d/", "/lib/modprobe.d/", "/usr/lib/modprobe.d/", "/run/modprobe.d/")
+UDEV_RULE_DIRS = ("/etc/udev/rules.d/", "/lib/udev/rules.d/", "/usr/lib/udev/rules.d/")
+SECURE_BOOT_EFIVAR = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
+# lstat errors that mean "not there"; any other error (EACCES, ...) means "could not look".
+ABSENT = ("ENOENT", "ENOTDIR", "not-collected")
+
+
+def _collected(snapshot: Snapshot) -> bool:
+    """Whether the probes ran the path plan (a glob that matched nothing then means: none there)."""
+    return bool(snapshot.paths_matching("/dev/nvidia"))
+
+
+@fact("driver_params")
+def driver_params_fact(snapshot: Snapshot) -> dict[str, str]:
+    """/proc/driver/nvidia/params as a dict (DeviceFileMode, DeviceFileUID, ModifyDeviceFiles, ...)."""
+    return parse_driver_params(snapshot.file("/proc/driver/nvidia/params").require())
+
+
+@fact("proc_modules")
+def proc_modules_fact(snapshot: Snapshot) -> dict[str, dict[str, object]]:
+    """Loaded kernel modules from /proc/modules (inside a container: the host kernel's modules)."""
+    return parse_proc_modules(snapshot.file("/proc/modules").require())
+
+
+@fact("nvidia_smi")
+def nvidia_smi_fact(snapshot: Snapshot) -> CommandFact:
+    """The `nvidia-smi` query command as run by the probe; missing when it was not run."""
+    command = snapshot.command("nvidia-smi")
+    if command.error == "not-collected":
+        raise Missing("nvidia-smi was not run in this snapshot (not live)", "skip")
+    return command
+
+
+@fact("nvml_libraries")
+def nvml_libraries_fact(snapshot: Snapshot) -> dict[str, dict[str, Any]]:
+    """lstat facts of every libnvidia-ml.so* in the standard library directories."""
+    libs: dict[str, dict[str, Any]] = {}
+    for directory in LIB_DIRS:
+        for path, info in snapshot.paths_matching(directory + "libnvidia-ml.so").items():
+            # A glob only yields names it listed: a file whose lstat failed (EACCES) still exists.
+            if info.get("error") not in ABSENT:
+                libs[path] = info
+    if not libs and not _collected(snapshot):
+        raise Missing("library paths were not collected in this snapshot")
+    return libs
+
+
+@fact("modprobe_confs")
+def modprobe_confs_fact(snapshot: Snapshot) -> dict[str, str]:
+    """Text of every modprobe.d file the probe read, by path (empty when there are none)."""
+    confs: dict[str, str] = {}
+    for directory in MODPROBE_DIRS:
+        for path, conf in snapshot.files_matching(directory).items():
+            if conf.text is not None:
+                confs[path] = conf.text
+    return confs
+
+
+@fact("nvidia_udev_rules")
+def nvidia_udev_rules_fact(snapshot: Snapshot) -> dict[str, str]:
+    """Text of the *nvidia*.rules udev files the probe read, by path."""
+    rules: dict[str, str] = {}
+    for directory in UDEV_RULE_DIRS:
+        for path, conf in snapshot.files_matching(directory).items():
+            if conf.text is not None:
+                rules[path] = conf.text
+    return rules
+
+
+@fact("secure_boot")
+def secure_boot_fact(snapshot: Snapshot) -> bool:
+    """Whether UEFI Secure Boot is on, from the SecureBoot EFI variable or `mokutil --sb-state`."""
+    var = snapshot.file(SECURE_BOOT_EFIVAR)
+    state = secure_boot_from_efivar(var.text) if var.text is not None else None
+    if state is None:
+        state = secure_boot_from_mokutil(snapshot.command("mokutil-sb-state").output)
+    if state is None:
+        raise Missing("Secure Boot state not visible (no SecureBoot EFI variable, no mokutil answer)", "skip")
+    return state
+
+
+@fact("cgroup_setup")
+def cgroup_setup_fact(snapshot: Snapshot) -> dict[str, Any]:
+    """cgroup version (v1, v2, hybrid), the likely cgroup driver, this process's cgroup path."""
+    mountinfo = snapshot.file("/proc/self/mountinfo")
+    mounts = parse_cgroup_mounts(mountinfo.text or "")
+    version = mounts.version
+    if not version:
+        # No mountinfo: cgroup.controllers exists only at the root of a cgroup v2 tree.
+        controllers = snapshot.file("/sys/fs/cgroup/cgroup.controllers")
+        if controllers.exists:
+            version = "v2"
+        elif snapshot.path("/sys/fs/cgroup/devices").get("kind") == "dir":
+            version = "v1"
+    if not version:
+        raise Missing("cgroup version not visible: /proc/self/mountinfo and /sys/fs/cgroup were not read")
+    own = parse_proc_cgroup(snapshot.file("/proc/self/cgroup").text or "")
+    path = own.get("devices") or own.get("") or ""
+    setup: dict[str, Any] = {"version": version, "driver": cgroup_driver_from_path(path), "path": path,
+                             "devices_v1_mount": mounts.devices_v1}
+    # v1: the devices.list of this process's cgroup, as mounted in a container or at the host root.
+    for list_path in ("/sys/fs/cgroup/devices/devices.list", "/sys/fs/cgroup/devices.list"):
+        listing = snapshot.file(list_path)
+        if listing.text is not None:
+            setup["devices_list"] = listing.text
+            break
+    return setup
+
+
+@fact("open_tests")
+def open_tests_fact(snapshot: Snapshot) -> dict[str, Any]:
+    """Results of the open test (probes/devopen.py): {path: {"ok": true} | {"error": "EPERM", ...}}."""
+    opens = snapshot.data.get("opens")
+    if not isinstance(opens, dict) or not opens:
+        raise Missing("no open test in this snapshot (taken with --root or by an older gpu-runbook)", "skip")
+    if "skipped" in opens:
+        raise Missing(f"open test not run: {opens['skipped']}", "skip")
+    return opens
+
+
+def _nvidia_loaded(modules: dict[str, dict[str, object]]) -> bool:
+    return "nvidia" in modules
+
+
+def _int(value: Any) -> Optional[int]:
+    """An int fact, or None when a snapshot carries something else there."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 # --8<-- [start:device-nodes]
 def node_access(node: dict[str, Any], euid: Optional[int], groups: list[int]) -> bool:
     """Whether a process with this euid and groups may open the node read-write (root always may)."""
-    mode = int(str(node.get("mode", "0")), 8)
+    try:
+        mode = int(str(node.get("mode", "0")), 8)
+    except ValueError:
+        return False
     if euid == 0 or mode & 0o006 == 0o006:
         return True
     if euid is not None and node.get("uid") == euid and mode & 0o600 == 0o600:
@@ -20,73 +172,166 @@ def node_access(node: dict[str, Any], euid: Optional[int], groups: list[int]) ->
     return node.get("gid") in groups and mode & 0o060 == 0o060
 
 
-@check("device-nodes", title="/dev/nvidia* nodes exist and open", page="device-nodes",
-       facts=("nvidia_majors", "nvidia_nodes", "host"), optional=("nvml",))
-def device_nodes_missing_or_denied(majors: dict[str, int], nodes: dict[str, dict[str, Any]],
-                                   host: dict[str, Any], nvml: Optional[dict[str, Any]]) -> Verdict:
-    """A /dev/nvidia* node is missing, has the wrong type or numbers, or its mode denies the workload.
-
-    ## Why it matters
-    CUDA opens /dev/nvidiactl, /dev/nvidiaN and /dev/nvidia-uvm. A missing node gives "no CUDA-capable
-    device is detected" or NVML errors; a node with the wrong mode gives "Insufficient Permissions".
-
-    ## Evidence
-    /proc/devices (the majors the driver registered) and lstat of every /dev/nvidia* path.
-
-    ## References
-    NVIDIA driver README, "Installation and Configuration of nvidia-modprobe" and "Device file creation".
-    """
-    frontend = majors.get("frontend")
-    if frontend is None:
-        return skip("no NVIDIA driver in /proc/devices: the kernel module is not loaded "
-                    "(see kernel-modules)", {"nvidia_majors": majors})
-    expected = {"/dev/nvidiactl": (frontend, NVIDIACTL_MINOR)}
+def expected_nodes(majors: dict[str, int], nodes: dict[str, dict[str, Any]],
+                   minors: Optional[list[int]]) -> dict[str, tuple[int, int, bool]]:
+    """Node path -> (major, minor, required). Optional ones (uvm-tools, modeset) only warn when missing."""
+    frontend = majors["frontend"]
+    expected = {"/dev/nvidiactl": (frontend, NVIDIACTL_MINOR, True)}
     uvm = majors.get("uvm")
     if uvm is not None:
-        expected["/dev/nvidia-uvm"] = (uvm, 0)
-    minors = nvml_gpu_minors(nvml)
+        expected["/dev/nvidia-uvm"] = (uvm, 0, True)
+        expected["/dev/nvidia-uvm-tools"] = (uvm, 1, False)  # profilers (CUPTI) need it, CUDA does not
+    # /dev/nvidia-modeset serves display stacks only: judge its numbers when it exists, never require it
+    # (nvidia_modeset is often loaded on headless hosts without anyone creating the node).
+    if "error" not in nodes.get("/dev/nvidia-modeset", {"error": "absent"}):
+        expected["/dev/nvidia-modeset"] = (frontend, NVIDIA_MODESET_MINOR, False)
     if minors is None:  # NVML did not say: judge the GPU nodes that exist
         minors = sorted(int(p[len("/dev/nvidia"):]) for p, n in nodes.items()
                         if p[len("/dev/nvidia"):].isdigit() and "error" not in n)
     for minor in minors:
-        expected[f"/dev/nvidia{minor}"] = (frontend, minor)
+        expected[f"/dev/nvidia{minor}"] = (frontend, minor, True)
+    caps = majors.get("caps")
+    for path, node in nodes.items():
+        # MIG capability nodes: created on demand, but one that exists must carry the current major.
+        minor = _int(node.get("minor"))
+        if path.startswith("/dev/nvidia-caps/") and node.get("kind") == "char" and caps is not None \
+                and minor is not None:
+            expected[path] = (caps, minor, True)
+    return expected
 
-    problems: list[str] = []
+
+@check("device-nodes", title="/dev/nvidia* nodes exist and open", page="device-nodes",
+       facts=("nvidia_majors", "nvidia_nodes", "host"), optional=("nvml", "in_container"))
+def device_nodes_missing_or_denied(majors: dict[str, int], nodes: dict[str, dict[str, Any]],
+                                   host: dict[str, Any], nvml: Optional[dict[str, Any]],
+                                   in_container: Optional[bool]) -> Verdict:
+    """A /dev/nvidia* node is missing, has the wrong type or numbers, or its mode denies the workload.
+
+    ## Why it matters
+    CUDA opens /dev/nvidiactl, /dev/nvidiaN and /dev/nvidia-uvm. A missing node gives "no CUDA-capable
+    device is detected" or NVML errors; a node with the wrong mode gives "Insufficient Permissions";
+    a node left from an earlier driver load can carry a stale dynamic major (nvidia-uvm, nvidia-caps).
+
+    ## Evidence
+    /proc/devices (the majors the driver registered), lstat of every /dev/nvidia* path, the GPU minors
+    NVML reports.
+
+    ## References
+    NVIDIA driver README, "How and when are the NVIDIA device files created?"; nvidia-modprobe(1).
+    """
+    if majors.get("frontend") is None:
+        return skip("no NVIDIA driver in /proc/devices: the kernel module is not loaded "
+                    "(see kernel-modules)", {"nvidia_majors": majors})
+    expected = expected_nodes(majors, nodes, nvml_gpu_minors(nvml))
     euid = host.get("euid") if isinstance(host.get("euid"), int) else None
     groups = [g for g in host.get("groups", []) if isinstance(g, int)] if isinstance(host.get("groups"), list) else []
-    for path, (major, minor) in sorted(expected.items()):
+    missing: list[str] = []
+    optional_missing: list[str] = []
+    wrong: list[str] = []
+    denied: list[str] = []
+    unreadable: list[str] = []
+    for path, (major, minor, required) in sorted(expected.items()):
         node = nodes.get(path, {"error": "not-collected"})
-        if node.get("error"):
-            problems.append(f"{path} missing ({node['error']}), expected char {major}:{minor}")
+        if node.get("error") and node["error"] not in ABSENT:
+            unreadable.append(f"{path} ({node['error']})")
+        elif node.get("error"):
+            (missing if required else optional_missing).append(
+                f"{path} missing ({node['error']}), expected char {major}:{minor}")
         elif node.get("kind") != "char":
-            problems.append(f"{path} is a {node.get('kind')}, expected a character device {major}:{minor}")
+            wrong.append(f"{path} is a {node.get('kind')}, expected a character device {major}:{minor}")
         elif (node.get("major"), node.get("minor")) != (major, minor):
-            problems.append(f"{path} is char {node.get('major')}:{node.get('minor')}, expected {major}:{minor}")
-        elif not node_access(node, euid, groups):
-            problems.append(f"{path} mode {node.get('mode')} owner {node.get('uid')}:{node.get('gid')} "
-                            f"denies uid {euid}")
-    evidence = {"expected": {p: f"{a}:{b}" for p, (a, b) in expected.items()}, "problems": problems}
-    if uvm is None:
-        return fail("nvidia-uvm is not registered in /proc/devices: CUDA programs cannot start",
-                    "Load nvidia_uvm and create its node: nvidia-modprobe -u -c=0 (or modprobe nvidia-uvm).",
-                    evidence, anchor="nvidia-uvm")
-    if problems:
-        denied = all("denies" in p for p in problems)
-        return fail("; ".join(problems),
-                    "Fix the node modes (driver parameter NVreg_DeviceFileMode) or the process's groups."
-                    if denied else
-                    "Recreate the nodes: nvidia-modprobe -c=0 -u (host), or restart the container so the "
-                    "runtime injects them.",
-                    evidence, anchor="permissions" if denied else "missing-nodes")
+            wrong.append(f"{path} is char {node.get('major')}:{node.get('minor')}, expected {major}:{minor}")
+        elif not path.startswith("/dev/nvidia-caps/") and not node_access(node, euid, groups):
+            # (capability nodes are read-only by design: their mode grants MIG rights, not GPU access)
+            denied.append(f"{path} mode {node.get('mode')} owner {node.get('uid')}:{node.get('gid')} "
+                          f"denies uid {euid} (groups {groups})")
+    evidence = {"expected": {p: f"{a}:{b}" for p, (a, b, _) in expected.items()}, "missing": missing,
+                "optional_missing": optional_missing, "wrong": wrong, "denied": denied, "unreadable": unreadable}
+    if majors.get("uvm") is None:
+        summary = "nvidia-uvm is not registered in /proc/devices (nvidia_uvm not loaded): CUDA programs cannot start"
+        fix = "Load nvidia_uvm and create its nodes: nvidia-modprobe -u -c=0 (or modprobe nvidia-uvm)."
+        if in_container:
+            return fail(summary, fix, evidence, anchor="nvidia-uvm")
+        # On a host, nvidia-modprobe loads it at the first CUDA call; containers started before that fail.
+        return warn(summary + " until nvidia-modprobe loads it on first use", fix, evidence, anchor="nvidia-uvm")
+    if wrong:
+        return fail("; ".join(wrong), "Remove the stale nodes and recreate them from the current majors: "
+                    "nvidia-modprobe -c=0 -u (host), or restart the container so the runtime injects them.",
+                    evidence, anchor="stale-nodes")
+    if missing:
+        return fail("; ".join(missing), "Create the nodes: nvidia-modprobe -c=0 -u (host), or restart the "
+                    "container so the runtime injects them.", evidence, anchor="missing-nodes")
+    if denied:
+        return fail("; ".join(denied), "Add the user to the nodes' group, or set NVreg_DeviceFileMode/"
+                    "NVreg_DeviceFileGID (see the page) and reload the driver.", evidence, anchor="permissions")
+    if unreadable:
+        return unknown(f"could not examine {', '.join(unreadable)}: run as root to judge the nodes", evidence)
+    if optional_missing:
+        return warn("; ".join(optional_missing), "Create them: nvidia-modprobe -u -c=0 (uvm-tools), "
+                    "nvidia-modprobe -m (modeset).", evidence, anchor="missing-nodes")
     return ok(f"{len(expected)} NVIDIA device nodes present with the right numbers and usable modes", evidence)
 # --8<-- [end:device-nodes]
 
 
+# --8<-- [start:device-node-modes]
+@check("device-node-modes", title="Node modes match the driver's DeviceFile* parameters", page="device-nodes",
+       facts=("driver_params", "nvidia_nodes", "nvidia_majors", "in_container"))
+def device_node_modes_differ(params: dict[str, str], nodes: dict[str, dict[str, Any]], majors: dict[str, int],
+                             in_container: bool) -> Verdict:
+    """NVreg_DeviceFileMode is not a valid mode, or the nodes' mode/owner differ from the driver's
+    DeviceFileMode/UID/GID parameters (something else rewrote them).
+
+    ## Why it matters
+    nvidia-modprobe and the driver's user-space create /dev/nvidia* with DeviceFileUID, DeviceFileGID and
+    DeviceFileMode (default 0, 0, 0666). A mode written without its leading 0 (NVreg_DeviceFileMode=660)
+    is read as decimal and gives nonsense bits such as c-w--wx-wT; nodes that differ from the parameters
+    were changed by a udev rule or chmod and change back at the next driver load.
+
+    ## Evidence
+    /proc/driver/nvidia/params and lstat of /dev/nvidiactl and /dev/nvidiaN.
+
+    ## References
+    NVIDIA driver README FAQ, "How and when are the NVIDIA device files created?".
+    """
+    mode = device_file_mode(params)
+    evidence: dict[str, Any] = {key: params.get(key) for key in
+                                ("ModifyDeviceFiles", "DeviceFileUID", "DeviceFileGID", "DeviceFileMode")}
+    if mode is None:
+        return unknown("/proc/driver/nvidia/params has no numeric DeviceFileMode", evidence)
+    evidence["DeviceFileMode_octal"] = f"{mode:04o}"
+    if mode > 0o777:
+        return fail(f"DeviceFileMode is {mode} = {mode:o} octal, above 0777: the module option was written "
+                    f"without its leading 0 and read as decimal (0666 is 438)",
+                    "Write the mode in octal with a leading 0 (options nvidia NVreg_DeviceFileMode=0660) "
+                    "and reload the driver.", evidence, anchor="mode-parameter")
+    if params.get("ModifyDeviceFiles") == "0":
+        return ok("ModifyDeviceFiles is 0: the driver leaves the nodes to udev or the distribution", evidence)
+    if in_container:
+        return skip("inside a container the runtime creates the nodes; compare on the host", evidence)
+    frontend = majors.get("frontend")
+    want = (f"{mode:04o}", params.get("DeviceFileUID"), params.get("DeviceFileGID"))
+    differ: list[str] = []
+    for path, node in sorted(nodes.items()):
+        if node.get("kind") != "char" or node.get("major") != frontend:
+            continue  # uvm and caps nodes: uvm follows the same parameters, caps have their own
+        have = (str(node.get("mode")), str(node.get("uid")), str(node.get("gid")))
+        if have != want:
+            differ.append(f"{path} {have[0]} {have[1]}:{have[2]}")
+    evidence["differ"] = differ
+    if differ:
+        return warn(f"node mode/owner differ from the driver parameters ({want[0]} {want[1]}:{want[2]}): "
+                    f"{', '.join(differ[:6])}",
+                    "Set the wanted mode through NVreg_DeviceFileMode/UID/GID, not chmod or a udev rule, "
+                    "so every driver load recreates the same nodes.", evidence, anchor="permissions")
+    return ok(f"nodes match the driver parameters: mode {want[0]}, owner {want[1]}:{want[2]}", evidence)
+# --8<-- [end:device-node-modes]
+
+
 # --8<-- [start:dev-char-symlinks]
 @check("dev-char-symlinks", title="/dev/char links for NVIDIA nodes", page="dev-char-symlinks",
-       facts=("nvidia_nodes", "dev_char", "in_container", "toolkit_binaries"))
+       facts=("nvidia_nodes", "dev_char", "in_container", "toolkit_binaries"), optional=("nvidia_udev_rules",))
 def dev_char_links_missing(nodes: dict[str, dict[str, Any]], dev_char: dict[str, Any],
-                           in_container: bool, toolkit: list[str]) -> Verdict:
+                           in_container: bool, toolkit: list[str], udev_rules: Optional[dict[str, str]]) -> Verdict:
     """An NVIDIA device node has no /dev/char/MAJOR:MINOR link, so runc with the systemd cgroup
     driver drops the device on `systemctl daemon-reload` ("Failed to initialize NVML: Unknown Error").
 
@@ -96,10 +341,10 @@ def dev_char_links_missing(nodes: dict[str, dict[str, Any]], dev_char: dict[str,
     without the GPU and running containers lose it.
 
     ## Evidence
-    lstat of /dev/nvidia* (major:minor) and the /dev/char listing with link targets.
+    lstat of /dev/nvidia* (major:minor), the /dev/char listing with link targets, the nvidia udev rules.
 
     ## References
-    NVIDIA Container Toolkit troubleshooting; NVIDIA/nvidia-container-toolkit issue #48; runc issue #3671.
+    NVIDIA Container Toolkit troubleshooting; NVIDIA/nvidia-docker issue #1730; NVIDIA/nvidia-container-toolkit #48.
     """
     if in_container:
         return skip("inside a container: /dev/char links matter on the host that runs runc")
@@ -109,23 +354,30 @@ def dev_char_links_missing(nodes: dict[str, dict[str, Any]], dev_char: dict[str,
     else:
         entries = dev_char.get("entries") or {}
         listing_error = None
+    rule_files = sorted(p for p, text in (udev_rules or {}).items() if "create-dev-char-symlinks" in text)
     missing: list[str] = []
     wrong: list[str] = []
+    checked = 0
+    unreadable = [f"{p} ({n['error']})" for p, n in sorted(nodes.items()) if n.get("error") not in (None, *ABSENT)]
     for path, node in sorted(nodes.items()):
         if node.get("kind") != "char":
             continue
+        checked += 1
         name = f"{node.get('major')}:{node.get('minor')}"
         target = entries.get(name)
         if name not in entries:
             missing.append(f"{name} ({path})")
         elif target is not None and target.rsplit("/", 1)[-1] != path.rsplit("/", 1)[-1]:
             wrong.append(f"{name} -> {target}, expected {path}")
+    evidence = {"checked": checked, "missing": missing, "wrong": wrong, "dev_char_error": listing_error,
+                "toolkit": toolkit, "udev_rule": rule_files}
     if not missing and not wrong:
-        if not any(n.get("kind") == "char" for n in nodes.values()):
+        if unreadable:
+            return unknown(f"could not examine {', '.join(unreadable[:6])}: their links cannot be judged", evidence)
+        if not checked:
             return skip("no NVIDIA character devices on this host")
-        return ok("every NVIDIA node has its /dev/char link", {"checked": len(nodes)})
-    evidence = {"missing": missing, "wrong": wrong, "dev_char_error": listing_error,
-                "toolkit": toolkit}
+        return ok(f"all {checked} NVIDIA nodes have their /dev/char link"
+                  + ("" if rule_files else " (no udev rule keeps them across driver reloads)"), evidence)
     summary = (f"{len(missing)} NVIDIA node(s) without /dev/char link: {', '.join(missing[:6])}"
                if missing else f"wrong /dev/char links: {', '.join(wrong[:6])}")
     fix = ("Create them with `nvidia-ctk system create-dev-char-symlinks --create-all` "
@@ -136,3 +388,381 @@ def dev_char_links_missing(nodes: dict[str, dict[str, Any]], dev_char: dict[str,
                     anchor="fix")
     return fail(summary, fix, evidence, anchor="fix")
 # --8<-- [end:dev-char-symlinks]
+
+
+# --8<-- [start:cgroup-device-access]
+DENIED = "EPERM"  # what open(2) returns when the devices cgroup (v1 list or v2 eBPF filter) says no
+
+
+@check("cgroup-device-access", title="The devices cgroup lets this process open the GPU",
+       page="cgroup-device-access", facts=("cgroup_setup",),
+       optional=("open_tests", "nvidia_nodes", "in_container"))
+def cgroup_denies_gpu(cgroup: dict[str, Any], opens: Optional[dict[str, Any]],
+                      nodes: Optional[dict[str, dict[str, Any]]], in_container: Optional[bool]) -> Verdict:
+    """The devices cgroup denies this process the NVIDIA nodes: open() fails with EPERM even though the
+    node exists and its mode allows it (cgroup v1 devices.list, or the cgroup v2 eBPF device filter).
+
+    ## Why it matters
+    A container that lost its device rules (systemd daemon-reload, a runtime update) still shows the nodes
+    in /dev, but every open fails: "Failed to initialize NVML: Unknown Error". On cgroup v2 the rules are
+    eBPF programs that cannot be read back from inside the container, so an open test is the only proof.
+
+    ## Evidence
+    The open test (errno of an O_RDONLY|O_NONBLOCK open of /dev/nvidiactl and /dev/nvidia-uvm),
+    /proc/self/mountinfo and /proc/self/cgroup (version and driver), the v1 devices.list.
+
+    ## References
+    Linux kernel docs, Control Group v2 "Device controller"; cgroup v1 devices.txt; runc issue #3671.
+    """
+    evidence: dict[str, Any] = dict(cgroup)
+    if opens is not None and "error" in opens and isinstance(opens["error"], str):
+        evidence["open_test"] = opens
+        return unknown(f"open test did not finish ({opens['error']}: {opens.get('detail', '')}); "
+                       "a hang in open() points at a stuck driver", evidence)
+    if opens is not None:
+        evidence["open_test"] = opens
+        denied = [p for p, r in sorted(opens.items()) if isinstance(r, dict) and r.get("error") == DENIED]
+        opened = [p for p, r in sorted(opens.items()) if isinstance(r, dict) and r.get("ok")]
+        other = {p: r.get("error") for p, r in sorted(opens.items())
+                 if isinstance(r, dict) and r.get("error") not in (None, DENIED)}
+        if denied:
+            where = ("the v1 devices.list" if cgroup["version"] == "v1"
+                     else "the cgroup v2 eBPF device filter")
+            return fail(f"open({', '.join(denied)}) = EPERM: {where} of cgroup {cgroup['path'] or '/'} denies "
+                        f"the GPU (the node exists; this is not ENOENT)",
+                        "Restart the container so the runtime re-adds the device rules; then stop the cause "
+                        "(dev-char links + systemd cgroup driver).", evidence, anchor="denied")
+        if opened:
+            return ok(f"opened {', '.join(opened)}: the devices cgroup ({cgroup['version']}) allows the GPU",
+                      evidence)
+        return skip(f"open test inconclusive ({other}): a missing node or mode problem, not the cgroup "
+                    "(see device-nodes)", evidence)
+    if cgroup["version"] in ("v1", "hybrid") and cgroup.get("devices_v1_mount"):
+        return _judge_devices_list(cgroup, nodes, evidence)
+    return skip(f"cgroup {cgroup['version']}: device rules are eBPF programs that cannot be listed from here; "
+                "run `gpu-runbook check` live so the open test can judge", evidence)
+
+
+def _judge_devices_list(cgroup: dict[str, Any], nodes: Optional[dict[str, dict[str, Any]]],
+                        evidence: dict[str, Any]) -> Verdict:
+    text = cgroup.get("devices_list")
+    if not isinstance(text, str):
+        return unknown("cgroup v1 devices.list was not readable", evidence)
+    rules = parse_devices_list(text)
+    evidence["devices_list"] = text.splitlines()[:40]
+    chars = {p: n for p, n in (nodes or {}).items() if n.get("kind") == "char"
+             and _int(n.get("major")) is not None and _int(n.get("minor")) is not None}
+    # Capability nodes are opened read-only; every other NVIDIA node needs rw.
+    denied = [f"{p} (c {n.get('major')}:{n.get('minor')})" for p, n in sorted(chars.items())
+              if not devices_list_allows(rules, n["major"], n["minor"],
+                                         "r" if p.startswith("/dev/nvidia-caps/") else "rw")]
+    if denied:
+        return fail(f"devices.list of cgroup {cgroup['path']} does not allow rw on {', '.join(denied[:6])}",
+                    "Restart the container so the runtime re-adds the device rules.", evidence, anchor="denied")
+    if not chars:
+        return skip("no NVIDIA character devices to judge against devices.list", evidence)
+    return ok(f"devices.list allows all {len(chars)} NVIDIA nodes", evidence)
+# --8<-- [end:cgroup-device-access]
+
+
+# --8<-- [start:bpf-jit-harden]
+@check("bpf-jit-harden", title="eBPF JIT hardening lets the toolkit add device rules", page="cgroup-device-access",
+       facts=("cgroup_setup", "toolkit_binaries"), optional=("bpf_jit",))
+def bpf_jit_harden_blocks_device_filter(cgroup: dict[str, Any], toolkit: list[str],
+                                        jit: Optional[dict[str, str]]) -> Verdict:
+    """net.core.bpf_jit_harden=2 on cgroup v2: libnvidia-container cannot read back runc's device filter
+    and fails with "unable to generate new device filter program from existing programs".
+
+    ## Why it matters
+    In legacy mode nvidia-container-cli adds the GPU to a cgroup v2 container by reading the eBPF device
+    program runc attached and loading an extended copy. With JIT hardening for all users (2) the kernel
+    blinds the program's constants and will not hand the instructions back, so the copy is rejected by
+    the verifier and the container does not start.
+
+    ## Evidence
+    /proc/sys/net/core/bpf_jit_harden and bpf_jit_enable, the cgroup version, the toolkit binaries.
+
+    ## References
+    NVIDIA/libnvidia-container issue #176; bottlerocket-os/bottlerocket issue #2504; kernel docs
+    admin-guide/sysctl/net.rst (bpf_jit_harden).
+    """
+    if jit is None or "harden" not in jit:
+        return skip("/proc/sys/net/core/bpf_jit_harden not readable here", {"cgroup": cgroup["version"]})
+    evidence = {"bpf_jit_harden": jit.get("harden"), "bpf_jit_enable": jit.get("enable"),
+                "cgroup": cgroup["version"], "toolkit": toolkit}
+    if jit["harden"] != "2":
+        return ok(f"bpf_jit_harden = {jit['harden']}: device filter programs stay readable", evidence)
+    if jit.get("enable") == "0":
+        return ok("bpf_jit_harden = 2 but the JIT is off (bpf_jit_enable = 0): no constant blinding", evidence)
+    if cgroup["version"] != "v2":
+        return ok(f"bpf_jit_harden = 2, but cgroup {cgroup['version']} device rules are not eBPF", evidence)
+    summary = ("bpf_jit_harden = 2 on cgroup v2: nvidia-container-cli (legacy mode) cannot extend runc's "
+               "device filter (\"unable to generate new device filter program\")")
+    fix = ("Set net.core.bpf_jit_harden=1 (sysctl -w, and persist in /etc/sysctl.d), or use CDI mode, "
+           "where runc writes the device filter itself.")
+    if "/usr/bin/nvidia-container-cli" not in toolkit:
+        return warn(summary + " (latent: nvidia-container-cli is not installed)", fix, evidence,
+                    anchor="bpf-jit-harden")
+    return fail(summary, fix, evidence, anchor="bpf-jit-harden")
+# --8<-- [end:bpf-jit-harden]
+
+
+@fact("bpf_jit")
+def bpf_jit_fact(snapshot: Snapshot) -> dict[str, str]:
+    """net.core.bpf_jit_harden and bpf_jit_enable as strings ("0", "1", "2")."""
+    result: dict[str, str] = {}
+    for key, path in (("harden", "/proc/sys/net/core/bpf_jit_harden"),
+                      ("enable", "/proc/sys/net/core/bpf_jit_enable")):
+        text = snapshot.file(path).text
+        if text is not None and text.strip():
+            result[key] = text.strip()
+    if not result:
+        raise Missing("bpf_jit sysctls were not readable", "skip")
+    return result
+
+
+# --8<-- [start:kernel-modules-loaded]
+SMI_NO_DRIVER = "couldn't communicate with the NVIDIA driver"
+
+
+@check("kernel-modules-loaded", title="NVIDIA kernel modules loaded", page="kernel-modules",
+       facts=("proc_modules",), optional=("nvidia_smi", "in_container"))
+def kernel_modules_not_loaded(modules: dict[str, dict[str, object]], smi: Optional[CommandFact],
+                              in_container: Optional[bool]) -> Verdict:
+    """The nvidia kernel module (or nvidia_uvm, which CUDA needs) is not loaded or not live, so
+    "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver".
+
+    ## Why it matters
+    Without nvidia.ko there is no /proc/driver/nvidia, no /dev/nvidiactl and NVML reports Driver Not Loaded.
+    Without nvidia_uvm CUDA cannot allocate memory. nvidia_modeset and nvidia_drm serve displays and are
+    optional on a headless compute host.
+
+    ## Evidence
+    /proc/modules (name, state, taint flags) and the nvidia-smi output.
+
+    ## References
+    NVIDIA driver README, "Installing the NVIDIA Driver" and "nvidia-modprobe"; NVIDIA CUDA installation guide.
+    """
+    nvidia_like = {name: info for name, info in modules.items() if name.startswith("nvidia")}
+    evidence: dict[str, Any] = {"loaded": {name: info.get("state") for name, info in sorted(nvidia_like.items())}}
+    if smi is not None and SMI_NO_DRIVER in smi.output:
+        evidence["nvidia_smi"] = smi.output.strip()[:300]
+    nvidia = modules.get("nvidia")
+    if nvidia is None:
+        return fail("the nvidia kernel module is not loaded", "Load it (modprobe nvidia) and find out why it did "
+                    "not load at boot: dmesg | grep -iE 'nvrm|nvidia|nouveau'.", evidence, anchor="driver-not-loaded")
+    if nvidia.get("state") != "Live":
+        return fail(f"the nvidia module is {nvidia.get('state')}, not Live", "Wait for it to finish loading; if it "
+                    "stays, check dmesg for NVRM errors and follow the recovery runbook.", evidence,
+                    anchor="driver-not-loaded")
+    if "nvidia_uvm" not in modules:
+        summary = "nvidia is loaded but nvidia_uvm is not: CUDA programs cannot start"
+        fix = "Load it: nvidia-modprobe -u -c=0 (or modprobe nvidia-uvm), and at boot via /etc/modules-load.d."
+        if in_container:
+            return fail(summary, fix, evidence, anchor="uvm-not-loaded")
+        return warn(summary + " until nvidia-modprobe loads it on first use", fix, evidence, anchor="uvm-not-loaded")
+    display = [m for m in ("nvidia_modeset", "nvidia_drm") if m in modules]
+    note = (f"also {', '.join(display)}" if display else
+            "no nvidia_modeset/nvidia_drm: fine on a headless compute host")
+    return ok(f"nvidia and nvidia_uvm are Live ({note})", evidence)
+# --8<-- [end:kernel-modules-loaded]
+
+
+# --8<-- [start:nouveau-conflict]
+@check("nouveau-conflict", title="nouveau does not hold the GPU", page="kernel-modules",
+       facts=("proc_modules", "modprobe_confs"), optional=("kernel_cmdline",))
+def nouveau_holds_gpu(modules: dict[str, dict[str, object]], confs: dict[str, str],
+                      cmdline: Optional[str]) -> Verdict:
+    """The open-source nouveau driver is loaded (it claims the GPU before nvidia can), or nothing keeps it
+    from loading on a host where nvidia is not loaded.
+
+    ## Why it matters
+    Two drivers cannot own one PCI device. When nouveau binds first, nvidia logs "NVRM: The NVIDIA probe
+    routine was not called for N device(s)" and every NVIDIA tool fails. The NVIDIA packages blacklist
+    nouveau in modprobe.d; the blacklist must also be in the initramfs, which loads nouveau early.
+
+    ## Evidence
+    /proc/modules; blacklist, install and alias lines in modprobe.d; /proc/cmdline.
+
+    ## References
+    NVIDIA CUDA installation guide, "Disabling Nouveau"; NVIDIA driver README, "Common Problems".
+    """
+    disabled = module_disabled_by(confs, cmdline or "", "nouveau")
+    evidence = {"nouveau_loaded": "nouveau" in modules, "nvidia_loaded": _nvidia_loaded(modules),
+                "disabled_by": disabled}
+    if "nouveau" in modules:
+        return fail("nouveau is loaded: it claims NVIDIA GPUs before the nvidia module can"
+                    + ("" if disabled else "; nothing blacklists it"),
+                    "Blacklist nouveau in /etc/modprobe.d, rebuild the initramfs (update-initramfs -u or "
+                    "dracut -f) and reboot.", evidence, anchor="nouveau")
+    if _nvidia_loaded(modules):
+        return ok("nouveau is not loaded; nvidia owns the GPU"
+                  + (f" (blacklisted: {disabled[0]})" if disabled else ""), evidence)
+    if not disabled:
+        return warn("nvidia is not loaded and nothing blacklists nouveau: nouveau may take the GPU at boot",
+                    "Blacklist nouveau in /etc/modprobe.d and rebuild the initramfs.", evidence, anchor="nouveau")
+    return ok(f"nouveau is not loaded and is blacklisted ({disabled[0]})", evidence)
+# --8<-- [end:nouveau-conflict]
+
+
+@fact("kernel_cmdline")
+def kernel_cmdline_fact(snapshot: Snapshot) -> str:
+    """/proc/cmdline text."""
+    return snapshot.file("/proc/cmdline").require()
+
+
+@fact("gsp_firmware")
+def gsp_firmware_fact(snapshot: Snapshot) -> dict[str, list[str]]:
+    """GSP firmware files by driver version directory: {"580.159.04": ["gsp_ga10x.bin", ...]}."""
+    found: dict[str, list[str]] = {}
+    for prefix in ("/lib/firmware/nvidia/", "/usr/lib/firmware/nvidia/"):
+        for path, info in snapshot.paths_matching(prefix).items():
+            # Distributions may compress firmware (gsp_ga10x.bin.zst); the kernel loads either.
+            match = re.match(re.escape(prefix) + r"([^/]+)/(gsp_[^/]+\.bin(?:\.zst|\.xz)?)$", path)
+            if match and info.get("error") not in ABSENT:
+                found.setdefault(match.group(1), []).append(match.group(2))
+    if not found and not _collected(snapshot):
+        raise Missing("firmware paths were not collected in this snapshot")
+    return found
+
+
+# --8<-- [start:gsp-firmware]
+@check("gsp-firmware", title="GSP firmware for the loaded driver", page="kernel-modules",
+       facts=("kernel_driver", "gsp_firmware", "in_container"), optional=("nvml",))
+def gsp_firmware_missing(driver: DriverVersion, firmware: dict[str, list[str]], in_container: bool,
+                         nvml: Optional[dict[str, Any]]) -> Verdict:
+    """The open kernel module is loaded but /lib/firmware/nvidia/<version>/gsp_*.bin for its version is
+    missing, so GPU initialisation fails ("RmFetchGspRmImages: No firmware image found").
+
+    ## Why it matters
+    The open GPU kernel modules run the GPU's resource manager on its GSP and must load the firmware file
+    of exactly their version. After a package upgrade without reboot the old module stays loaded while the
+    old firmware directory is gone: the next GPU initialisation (reset, first open without persistence
+    mode) fails with RmInitAdapter errors.
+
+    ## Evidence
+    /proc/driver/nvidia/version (open or proprietary, version) and the gsp_*.bin files under
+    /lib/firmware/nvidia/.
+
+    ## References
+    NVIDIA/open-gpu-kernel-modules README; NVIDIA driver README, "GSP Firmware".
+    """
+    evidence = {"module": driver.version, "flavour": driver.flavour, "firmware_versions": sorted(firmware)}
+    files = firmware.get(driver.version, [])
+    if in_container:
+        return skip("inside a container: the firmware is loaded by the host kernel from the host's /lib/firmware",
+                    evidence)
+    if driver.flavour != "open":
+        return ok(f"proprietary module {driver.version}: GSP firmware optional "
+                  f"({'present' if files else 'absent'} for this version)", evidence)
+    if files:
+        return ok(f"open module {driver.version} with its GSP firmware ({', '.join(sorted(files))})", evidence)
+    nvml_ok = bool(nvml and isinstance(nvml.get("init"), dict) and nvml["init"].get("ok"))
+    summary = (f"open module {driver.version} is loaded but /lib/firmware/nvidia/{driver.version}/gsp_*.bin "
+               f"is missing (firmware present for: {', '.join(sorted(firmware)) or 'no version'})")
+    fix = ("Reboot into the installed driver (module and firmware versions then match), or reinstall the "
+           "firmware package of the loaded version.")
+    if nvml_ok:
+        return warn(summary + "; GPUs already initialised work until the next GPU initialisation", fix, evidence,
+                    anchor="gsp-firmware")
+    return fail(summary, fix, evidence, anchor="gsp-firmware")
+# --8<-- [end:gsp-firmware]
+
+
+# --8<-- [start:secure-boot-unsigned]
+@check("secure-boot-unsigned", title="Secure Boot does not reject the nvidia module", page="kernel-modules",
+       facts=("proc_modules", "secure_boot"))
+def secure_boot_rejects_module(modules: dict[str, dict[str, object]], secure_boot: bool) -> Verdict:
+    """Secure Boot is on and the nvidia module is not loaded: an unsigned (or self-signed, not enrolled)
+    module is refused with "Key was rejected by service".
+
+    ## Why it matters
+    With Secure Boot the kernel only loads modules signed by a trusted key. DKMS-built or .run-installed
+    modules are signed with a machine-owner key (MOK) that must be enrolled first.
+
+    ## Evidence
+    The SecureBoot EFI variable (or `mokutil --sb-state`) and /proc/modules.
+
+    ## References
+    NVIDIA driver installation guide, "Secure Boot"; kernel docs admin-guide/module-signing.
+    """
+    nvidia = modules.get("nvidia")
+    evidence = {"secure_boot": secure_boot, "nvidia_loaded": nvidia is not None,
+                "taints": nvidia.get("taints") if nvidia else None}
+    if nvidia is not None:
+        state = "on: the module is signed by a trusted key" if secure_boot else "off"
+        return ok(f"nvidia is loaded (Secure Boot {state})", evidence)
+    if not secure_boot:
+        return ok("Secure Boot is off: signatures are not why nvidia is not loaded", evidence)
+    return warn("Secure Boot is on and nvidia is not loaded: an unsigned module is refused "
+                "(\"Key was rejected by service\")",
+                "Enroll the DKMS/MOK signing key (mokutil --import, then confirm at the next boot) or install "
+                "the distribution's signed driver packages.", evidence, anchor="secure-boot")
+# --8<-- [end:secure-boot-unsigned]
+
+
+# --8<-- [start:driver-library-mismatch]
+SMI_MISMATCH = "Driver/library version mismatch"
+
+
+@check("driver-library-mismatch", title="Kernel module and libnvidia-ml versions match", page="driver-mismatch",
+       facts=("nvml_libraries",), optional=("kernel_driver", "nvml", "nvidia_smi", "in_container"))
+def driver_library_mismatch(libs: dict[str, dict[str, Any]], driver: Optional[DriverVersion],
+                            nvml: Optional[dict[str, Any]], smi: Optional[CommandFact],
+                            in_container: Optional[bool]) -> Verdict:
+    """The loaded kernel module and the user-space libnvidia-ml differ in version: "Failed to initialize
+    NVML: Driver/library version mismatch" (an upgrade without reboot, or an image with its own driver libs).
+
+    ## Why it matters
+    The user-space driver and the kernel module must be the same build. A package upgrade replaces the
+    libraries at once but the old module stays loaded until it is reloaded; a container image that ships
+    libnvidia-ml of another version shadows the one the toolkit injects.
+
+    ## Evidence
+    /proc/driver/nvidia/version, the libnvidia-ml.so.<version> files and where libnvidia-ml.so.1 points,
+    nvmlInit's error, the nvidia-smi output.
+
+    ## References
+    NVML API reference (NVML_ERROR_LIB_RM_VERSION_MISMATCH); NVIDIA driver README, "Installing the Driver".
+    """
+    versions = sorted({v for v in (library_version(p) for p in libs) if v})
+    soname = {p: info.get("target") for p, info in libs.items() if p.endswith(".so.1") and info.get("target")}
+    soname_versions = sorted({v for v in (library_version(str(t)) for t in soname.values()) if v})
+    evidence: dict[str, Any] = {"kernel_module": driver.version if driver else None, "libnvidia_ml": versions,
+                                "so1_targets": soname}
+    init = (nvml or {}).get("init")
+    nvml_error = init.get("error") if isinstance(init, dict) else None
+    smi_text = smi.output if smi is not None else ""
+    if SMI_MISMATCH in smi_text or (isinstance(nvml_error, dict) and
+                                    nvml_error.get("name") == "NVMLError_LibRmVersionMismatch"):
+        lib = re.search(r"NVML library version: ([\d.]+)", smi_text)
+        evidence["nvidia_smi"] = smi_text.strip()[:300]
+        evidence["nvml_error"] = nvml_error
+        return fail(f"Driver/library version mismatch: kernel module {evidence['kernel_module'] or '?'}, "
+                    f"NVML library {lib.group(1) if lib else ', '.join(versions) or '?'}",
+                    _mismatch_fix(in_container), evidence, anchor="causes")
+    if driver is None:
+        return skip("no kernel module version (/proc/driver/nvidia/version absent): see kernel-modules", evidence)
+    if not versions and not soname:
+        return skip("no libnvidia-ml.so* in the standard library directories", evidence)
+    stale = [v for v in soname_versions if v != driver.version]
+    if stale or (versions and driver.version not in versions):
+        return fail(f"kernel module {driver.version} but libnvidia-ml {', '.join(stale or versions)}",
+                    _mismatch_fix(in_container), evidence, anchor="causes")
+    others = [v for v in versions if v != driver.version]
+    if others:
+        return warn(f"libnvidia-ml {driver.version} matches the module, but other versions sit beside it: "
+                    f"{', '.join(others)}" + (" (the image ships its own driver libraries)" if in_container else ""),
+                    "Remove the stray libnvidia-ml copies (in an image: do not install driver packages in it).",
+                    evidence, anchor="container-libs")
+    return ok(f"kernel module {driver.version} = libnvidia-ml.so.{driver.version}", evidence)
+
+
+def _mismatch_fix(in_container: Optional[bool]) -> str:
+    if in_container:
+        return ("Remove the driver libraries the image installs (libnvidia-ml, libcuda) so the toolkit's host "
+                "copies are used; rebuild the image.")
+    return ("Reboot (or unload and reload the nvidia modules) so the kernel module matches the installed "
+            "libraries.")
+# --8<-- [end:driver-library-mismatch]
+
