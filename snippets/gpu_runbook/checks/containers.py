@@ -2,10 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
+import fnmatch
+import re
+from typing import Any, Optional
 
-from gpu_runbook.findings import Verdict, fail, ok, unknown
-from gpu_runbook.registry import check
+from gpu_runbook.facts import TOOLKIT_BINARIES
+from gpu_runbook.findings import Verdict, fail, ok, skip, unknown, warn
+from gpu_runbook.parsers.proc import DriverVersion
+from gpu_runbook.parsers.toolkit import (
+    containerd_imports,
+    containerd_runtimes,
+    crio_runtimes,
+    cuda_version_from_int,
+    docker_runtimes,
+    eval_require,
+    lib_version,
+    parse_cdi_spec,
+    parse_cli_info,
+    parse_json,
+    parse_toml,
+    parse_toolkit_version,
+    version_tuple,
+)
+from gpu_runbook.registry import check, fact
+from gpu_runbook.snapshot import CommandFact, Missing, Snapshot
 
 # --8<-- [start:nvml-init]
 # NVML error -> (page that explains it, anchor, one-sentence fix). Names are pynvml's exception
@@ -80,3 +100,1050 @@ def nvml_init_fails(nvml: dict[str, Any]) -> Verdict:
     return ok(f"NVML initialised: driver {nvml.get('driver_version')}, {count} GPU(s)", evidence)
 # --8<-- [end:nvml-init]
 
+
+
+# ---------------------------------------------------------------------------------------------------
+# Facts of the container stack (pure functions of the snapshot).
+# ---------------------------------------------------------------------------------------------------
+
+TOOLKIT_CONFIG = "/etc/nvidia-container-runtime/config.toml"
+NVIDIA_RUNTIME_MODES = ("auto", "legacy", "cdi", "csv", "jit-cdi")
+# Errors that mean "not there" or "not looked at": every other error means the fact exists but could not
+# be read, and a check must not read it as absent (no check turns "could not read" into "ok").
+NOT_THERE = ("ENOENT", "ENOTDIR", "not-collected")
+NOT_RUN = ("not-found", "not-collected")
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    """Snapshot data is arbitrary JSON: a dict, or an empty one in place of anything else."""
+    return value if isinstance(value, dict) else {}
+
+
+@fact("unreadable_facts")
+def unreadable_facts_fact(snapshot: Snapshot) -> dict[str, str]:
+    """Facts the probe looked at but could not read, with why: {host path | command name | "nvml": reason}.
+
+    Files (EACCES, EISDIR, ...), lstat facts and commands (EACCES, timeout, ...) count; absent ones
+    (ENOENT, ENOTDIR, a command not installed) and ones not collected do not. NVML counts when it was
+    asked and did not answer.
+    """
+    found: dict[str, str] = {}
+    for path, file_ in snapshot.files_matching("").items():
+        if not file_.exists and file_.error not in NOT_THERE:
+            found[path] = f"{path} could not be read ({file_.why})"
+    for path, stat in snapshot.paths_matching("").items():
+        error = stat.get("error")
+        if not stat.get("kind") and error is not None and error not in NOT_THERE:
+            detail = stat.get("detail")
+            why = f"{error}: {detail}" if isinstance(detail, str) and detail else str(error)
+            found.setdefault(path, f"{path} could not be examined ({why})")
+    for name in sorted(n for n in _dict(snapshot.data.get("commands")) if isinstance(n, str)):
+        command = snapshot.command(name)
+        if not command.ran and command.error not in NOT_RUN:
+            argv = " ".join(command.argv) or name
+            why = f"{command.error}: {command.detail}" if command.detail else str(command.error)
+            found[name] = f"`{argv}` could not run ({why})"
+    nvml = snapshot.nvml
+    if nvml and "skipped" not in nvml and _dict(nvml.get("init")).get("ok") is not True:
+        error = _dict(_dict(nvml.get("init")).get("error")) or _dict(nvml.get("error"))
+        name, message = str(error.get("name") or "no nvmlInit result"), str(error.get("message") or "")
+        found["nvml"] = f"NVML did not answer ({name}{': ' + message if message else ''})"
+    return found
+
+
+def _unreadable_among(unreadable: Optional[dict[str, str]], *keys: str, pattern: str = "") -> list[str]:
+    """Why the named facts could not be read: keys are exact, or prefixes when they end in "/";
+    `pattern` (a regex) matches more keys."""
+    return [why for key, why in sorted((unreadable or {}).items())
+            if any(key == k or (k.endswith("/") and key.startswith(k)) for k in keys)
+            or (pattern and re.search(pattern, key))]
+
+
+def _cannot_conclude(reasons: list[str], evidence: dict[str, Any], what: str = "") -> Verdict:
+    """The unknown verdict for a check whose "ok" would rest on facts that could not be read."""
+    shown = "; ".join(reasons[:3]) + (f" (and {len(reasons) - 3} more)" if len(reasons) > 3 else "")
+    return unknown(f"{what or 'cannot conclude'}: {shown}", dict(evidence, unreadable=reasons))
+
+
+def _binary_path(path: str) -> str:
+    return path if path.startswith("/") else f"/usr/bin/{path}"
+
+
+def _path_state(snapshot: Snapshot, path: Optional[str]) -> str:
+    """"present", "missing" or "unknown" for a binary a runtime entry names (bare names: /usr/bin/)."""
+    if not path:
+        return "unknown"
+    full = _binary_path(path)
+    fact_ = snapshot.path(full)
+    if fact_.get("kind"):
+        return "present"
+    if fact_.get("error") in ("ENOENT", "ENOTDIR"):
+        # A bare name is looked up on PATH; /usr/bin missing it is only a strong hint.
+        return "missing" if path.startswith("/") or path.startswith("nvidia") else "unknown"
+    return "unknown"
+
+
+@fact("toolkit_config")
+def toolkit_config_fact(snapshot: Snapshot) -> dict[str, Any]:
+    """config.toml of the NVIDIA Container Toolkit, parsed, with the lstat of the paths it names."""
+    text = snapshot.file(TOOLKIT_CONFIG).require()
+    doc, error = parse_toml(text)
+    targets: dict[str, dict[str, Any]] = {}
+    if doc:
+        cli = doc.get("nvidia-container-cli") if isinstance(doc.get("nvidia-container-cli"), dict) else {}
+        ldconfig = cli.get("ldconfig")
+        if isinstance(ldconfig, str):
+            host_path = ldconfig.lstrip("@")
+            targets[host_path] = snapshot.path(host_path)
+        for section in ("nvidia-container-cli", "nvidia-container-runtime"):
+            debug = doc.get(section, {}).get("debug") if isinstance(doc.get(section), dict) else None
+            if isinstance(debug, str) and debug.startswith("/"):
+                targets[debug] = snapshot.path(debug)
+                parent = debug.rsplit("/", 1)[0] or "/"
+                targets[parent] = snapshot.path(parent)
+    return {"path": TOOLKIT_CONFIG, "doc": doc, "error": error, "targets": targets}
+
+
+@fact("toolkit_versions")
+def toolkit_versions_fact(snapshot: Snapshot) -> dict[str, Optional[str]]:
+    """Versions reported by nvidia-ctk (toolkit) and nvidia-container-cli (libnvidia-container)."""
+    versions: dict[str, Optional[str]] = {}
+    for name, command in (("nvidia-ctk", "nvidia-ctk-version"),
+                          ("nvidia-container-cli", "nvidia-container-cli-version")):
+        fact_ = snapshot.command(command)
+        versions[name] = parse_toolkit_version(fact_.output) if fact_.ran and fact_.exit == 0 else None
+    return versions
+
+
+@fact("engine_runtimes")
+def engine_runtimes_fact(snapshot: Snapshot) -> dict[str, dict[str, Any]]:
+    """Runtime entries per container engine (docker, containerd, crio), drop-in files included.
+
+    Each engine: {"files": [...], "errors": {path: msg}, "runtimes": {name: {binary, default, file,
+    binary_state}}, ...}. Engines whose configuration files were absent are left out.
+    """
+    engines: dict[str, dict[str, Any]] = {}
+
+    def add(engine: str, path: str, runtimes: dict[str, dict[str, Any]]) -> None:
+        entry = engines.setdefault(engine, {"files": [], "errors": {}, "runtimes": {}})
+        entry["files"].append(path)
+        for name, runtime in runtimes.items():
+            # later drop-ins override earlier entries
+            entry["runtimes"][name] = dict(runtime, file=path,
+                                           binary_state=_path_state(snapshot, runtime.get("binary")))
+
+    docker = snapshot.file("/etc/docker/daemon.json")
+    if docker.exists:
+        doc, error = parse_json(docker.text or "")
+        add("docker", docker.path, docker_runtimes(doc))
+        if error:
+            engines["docker"]["errors"][docker.path] = error
+    main = snapshot.file("/etc/containerd/config.toml")
+    drop_ins = {**snapshot.files_matching("/etc/containerd/conf.d/"),
+                **snapshot.files_matching("/etc/containerd/config.d/")}
+    if main.exists or any(f.exists for f in drop_ins.values()):
+        imports: list[str] = []
+        version: Any = None
+        if main.exists:
+            doc, error = parse_toml(main.text or "")
+            add("containerd", main.path, containerd_runtimes(doc))
+            imports = containerd_imports(doc)
+            version = doc.get("version") if isinstance(doc, dict) else None
+            if error:
+                engines["containerd"]["errors"][main.path] = error
+        engines.setdefault("containerd", {"files": [], "errors": {}, "runtimes": {}})
+        engines["containerd"].update(main_exists=main.exists, imports=imports, version=version,
+                                     unimported=[])
+        for path, file_ in sorted(drop_ins.items()):
+            if not file_.exists:
+                continue
+            doc, error = parse_toml(file_.text or "")
+            if main.exists and not any(fnmatch.fnmatchcase(path, glob) for glob in imports):
+                engines["containerd"]["unimported"].append(path)
+            add("containerd", path, containerd_runtimes(doc))
+            if error:
+                engines["containerd"]["errors"][path] = error
+    crio_files = {"/etc/crio/crio.conf": snapshot.file("/etc/crio/crio.conf"),
+                  **snapshot.files_matching("/etc/crio/crio.conf.d/")}
+    for path, file_ in crio_files.items():  # CRI-O reads crio.conf.d/ on its own, in lexical order
+        if file_.exists:
+            doc, error = parse_toml(file_.text or "")
+            add("crio", path, crio_runtimes(doc))
+            if error:
+                engines["crio"]["errors"][path] = error
+    return engines
+
+
+def _is_nvidia_runtime(name: str, runtime: dict[str, Any]) -> bool:
+    return "nvidia" in name or "nvidia" in str(runtime.get("binary") or "")
+
+
+@fact("nvidia_env")
+def nvidia_env_fact(snapshot: Snapshot) -> dict[str, str]:
+    """The NVIDIA_*, CUDA_* and LD_LIBRARY_PATH variables the collecting process saw."""
+    return {k: v for k, v in snapshot.env.items()
+            if k.startswith(("NVIDIA_", "CUDA_")) or k == "LD_LIBRARY_PATH"}
+
+
+@fact("cdi_specs")
+def cdi_specs_fact(snapshot: Snapshot) -> dict[str, dict[str, Any]]:
+    """Every CDI spec file in /etc/cdi and /var/run/cdi: parsed facts, or the read error."""
+    specs: dict[str, dict[str, Any]] = {}
+    for prefix in ("/etc/cdi/", "/var/run/cdi/", "/run/cdi/"):
+        for path, file_ in snapshot.files_matching(prefix).items():
+            if file_.exists:
+                specs[path] = parse_cdi_spec(file_.text or "")
+            elif not file_.absent:
+                specs[path] = {"error": file_.why}
+    return specs
+
+
+@fact("driver_libs")
+def driver_libs_fact(snapshot: Snapshot) -> list[dict[str, Any]]:
+    """Versioned libcuda files in the system library directories (the cuda-compat directory excluded).
+
+    libnvidia-ml is judged by the devices section's driver-library-mismatch check; this fact feeds the
+    CUDA side of the same rule.
+    """
+    libs = []
+    for path, fact_ in snapshot.paths_matching("/").items():
+        name = path.rsplit("/", 1)[-1]
+        if not re.match(r"^libcuda\.so\.", name) or "/compat/" in path:
+            continue
+        version = lib_version(path)
+        if version and fact_.get("kind") == "file":
+            libs.append({"path": path, "version": version, "lib": name.split(".so", 1)[0]})
+    if not libs:
+        raise Missing("no versioned libcuda.so.* in the library directories looked at", "skip")
+    return libs
+
+
+@fact("compat_libs")
+def compat_libs_fact(snapshot: Snapshot) -> list[dict[str, Any]]:
+    """The CUDA forward-compatibility libcuda in /usr/local/cuda/compat (cuda-compat package)."""
+    libs = [{"path": p, "version": lib_version(p)}
+            for p, f in snapshot.paths_matching("/usr/local/cuda/compat/").items()
+            if "libcuda.so." in p and lib_version(p) and f.get("kind") == "file"]
+    if not libs:
+        raise Missing("no cuda-compat libcuda in /usr/local/cuda/compat", "skip")
+    return libs
+
+
+@fact("driver_cuda_version")
+def driver_cuda_version_fact(snapshot: Snapshot) -> str:
+    """The highest CUDA version the loaded driver supports ("13.0"), from NVML or nvidia-smi."""
+    version = cuda_version_from_int(snapshot.nvml.get("cuda_driver_version"))
+    if version:
+        return version
+    smi = snapshot.command("nvidia-smi-version")
+    match = re.search(r"CUDA Version\s*:\s*(\d+\.\d+)", smi.output) if smi.ran else None
+    if match:
+        return match.group(1)
+    info = parse_cli_info(snapshot.command("nvidia-container-cli-info").output)
+    if info["cuda_version"]:
+        return str(info["cuda_version"])
+    raise Missing("the driver's CUDA version is unknown (NVML, nvidia-smi and nvidia-container-cli did not say)")
+
+
+@fact("selinux")
+def selinux_fact(snapshot: Snapshot) -> dict[str, Any]:
+    """SELinux mode (enforcing / permissive / disabled) and the container device booleans."""
+    mode: Optional[str] = None
+    enforce = snapshot.file("/sys/fs/selinux/enforce")
+    if enforce.exists:
+        mode = {"1": "enforcing", "0": "permissive"}.get((enforce.text or "").strip())
+    getenforce = snapshot.command("getenforce")
+    if mode is None and getenforce.ran and getenforce.exit == 0:
+        mode = getenforce.stdout.strip().lower() or None
+    if mode is None:
+        # An unreadable enforce file is not an absent one: SELinux may be on.
+        if enforce.absent or (getenforce.error == "not-found" and enforce.error == "not-collected"):
+            raise Missing("SELinux is not enabled on this host (no /sys/fs/selinux/enforce)", "skip")
+        raise Missing(f"SELinux mode unknown: /sys/fs/selinux/enforce "
+                      f"{'could not be read (' + enforce.why + ')' if enforce.error else 'is not 0 or 1'}; "
+                      f"getenforce: {getenforce.error or f'exit {getenforce.exit}'}")
+    booleans: dict[str, Optional[bool]] = {}
+    for name in ("container_use_devices", "container_use_xserver_devices"):
+        file_ = snapshot.file(f"/sys/fs/selinux/booleans/{name}")
+        booleans[name] = (file_.text or "").split()[0] == "1" if file_.exists and (file_.text or "").split() \
+            else None
+    return {"mode": mode, "booleans": booleans}
+
+
+@fact("cli_info_cmd")
+def cli_info_cmd_fact(snapshot: Snapshot) -> CommandFact:
+    """The `nvidia-container-cli info` command fact; skip when it was not run (e.g. --root)."""
+    command = snapshot.command("nvidia-container-cli-info")
+    if command.error == "not-collected":
+        raise Missing("nvidia-container-cli info was not run in this snapshot", "skip")
+    return command
+
+
+def _nvml_ok(nvml: Optional[dict[str, Any]]) -> bool:
+    return bool(nvml) and isinstance(nvml.get("init"), dict) and nvml["init"].get("ok") is True  # type: ignore
+
+
+def _nvml_names(nvml: Optional[dict[str, Any]]) -> list[str]:
+    if not _nvml_ok(nvml):
+        return []
+    devices = nvml.get("devices")  # type: ignore[union-attr]
+    return [d["name"] for d in devices if isinstance(d, dict) and isinstance(d.get("name"), str)] \
+        if isinstance(devices, list) else []
+
+
+# ---------------------------------------------------------------------------------------------------
+# Checks
+# ---------------------------------------------------------------------------------------------------
+
+# --8<-- [start:toolkit-installed]
+# Toolkit releases that fixed container-escape vulnerabilities (NVIDIA security bulletins):
+# CVE-2024-0132 affects <= 1.16.1; CVE-2025-23266 ("NVIDIAScape") affects <= 1.17.7.
+TOOLKIT_FIXED_VERSION = (1, 17, 8)
+DOCKER_GPU_HOOK = "/usr/bin/nvidia-container-runtime-hook"
+# What engine_runtimes reads (a trailing "/": every file under it).
+ENGINE_CONFIGS = ("/etc/docker/daemon.json", "/etc/containerd/config.toml", "/etc/containerd/conf.d/",
+                  "/etc/containerd/config.d/", "/etc/crio/crio.conf", "/etc/crio/crio.conf.d/")
+
+
+@check("toolkit-installed", title="NVIDIA Container Toolkit installed", page="gpu-not-visible",
+       facts=("toolkit_binaries", "engine_runtimes", "toolkit_versions"), optional=("unreadable_facts",))
+def toolkit_missing_or_outdated(binaries: list[str], engines: dict[str, dict[str, Any]],
+                                versions: dict[str, Optional[str]],
+                                unreadable: Optional[dict[str, str]]) -> Verdict:
+    """A container engine is set up for the NVIDIA runtime but the toolkit is missing, incomplete,
+    mixed-version or older than the release that fixed known container escapes.
+
+    ## Why it matters
+    Docker's `--gpus` looks for `nvidia-container-runtime-hook`; without it Docker answers
+    `could not select device driver "" with capabilities: [[gpu]]`. An engine entry pointing at a
+    removed `nvidia-container-runtime` fails every container it starts.
+
+    ## Evidence
+    lstat of the toolkit binaries in /usr/bin, the engines' runtime entries, `nvidia-ctk --version`
+    and `nvidia-container-cli --version`.
+
+    ## References
+    NVIDIA Container Toolkit install guide; CVE-2024-0132 and CVE-2025-23266 records.
+    """
+    referenced = {f"{engine}:{name}": rt.get("binary") for engine, entry in engines.items()
+                  for name, rt in entry["runtimes"].items() if _is_nvidia_runtime(name, rt)}
+    evidence: dict[str, Any] = {"binaries": binaries, "engine_entries": referenced, "versions": versions}
+    # Unread engine configuration or toolkit binaries must not pass for absent ones.
+    unread_setup = _unreadable_among(unreadable, *ENGINE_CONFIGS, *TOOLKIT_BINARIES)
+    if not binaries:
+        elsewhere = sorted({str(rt.get("binary")) for entry in engines.values() for n, rt in entry["runtimes"].items()
+                            if _is_nvidia_runtime(n, rt) and rt.get("binary_state") != "missing"
+                            and str(rt.get("binary") or "").startswith("/")
+                            and not str(rt.get("binary")).startswith("/usr/bin/")})
+        if elsewhere:  # the GPU Operator installs the toolkit under /usr/local/nvidia/toolkit
+            return ok(f"toolkit installed outside /usr/bin: {', '.join(elsewhere)}", evidence)
+        if referenced and not _unreadable_among(unreadable, *TOOLKIT_BINARIES):
+            return fail(f"no toolkit binaries in /usr/bin, but {', '.join(sorted(referenced))} names the "
+                        "NVIDIA runtime: every container started through it fails",
+                        "Install nvidia-container-toolkit (or remove the stale runtime entry).", evidence,
+                        anchor="toolkit-missing")
+        if unread_setup:
+            return _cannot_conclude(unread_setup, evidence, "whether the toolkit is installed cannot be judged")
+        return skip("NVIDIA Container Toolkit not installed and no engine is configured for it", evidence)
+    unread_hook = _unreadable_among(unreadable, DOCKER_GPU_HOOK, "/etc/docker/daemon.json")
+    if DOCKER_GPU_HOOK not in binaries and unread_hook:
+        return _cannot_conclude(unread_hook, evidence, "whether Docker can find the GPU hook cannot be judged")
+    if DOCKER_GPU_HOOK not in binaries and "docker" in engines:
+        return fail("Docker is configured but nvidia-container-runtime-hook is missing: `docker run --gpus` "
+                    "fails with: could not select device driver \"\" with capabilities: [[gpu]]",
+                    "Install the nvidia-container-toolkit package (it ships the hook) and restart Docker.",
+                    evidence, anchor="toolkit-missing")
+    ctk, cli = versions.get("nvidia-ctk"), versions.get("nvidia-container-cli")
+    if ctk and cli and (version_tuple(ctk) or ())[:2] != (version_tuple(cli) or ())[:2]:
+        return warn(f"mixed toolkit packages: nvidia-ctk {ctk}, libnvidia-container {cli} (expected one release)",
+                    "Upgrade nvidia-container-toolkit and libnvidia-container-tools together.", evidence,
+                    anchor="toolkit-missing")
+    version = ctk or cli
+    if version and (version_tuple(version) or (0,)) < TOOLKIT_FIXED_VERSION:
+        return warn(f"toolkit {version} predates 1.17.8, the release that fixed CVE-2025-23266 "
+                    "(container escape through the toolkit's hooks)",
+                    "Upgrade the NVIDIA Container Toolkit to 1.17.8 or later.", evidence, anchor="toolkit-missing")
+    unread_versions = _unreadable_among(unreadable, "nvidia-ctk-version", "nvidia-container-cli-version")
+    if unread_versions:
+        return _cannot_conclude(unread_versions, evidence, "the toolkit version cannot be judged")
+    return ok(f"toolkit installed ({', '.join(b.rsplit('/', 1)[-1] for b in binaries)}), "
+              f"version {version or 'unknown'}", evidence)
+# --8<-- [end:toolkit-installed]
+
+
+# --8<-- [start:runtime-configured]
+@check("runtime-configured", title="Engines register the NVIDIA runtime", page="gpu-not-visible",
+       facts=("engine_runtimes",), optional=("toolkit_binaries", "unreadable_facts"))
+def nvidia_runtime_not_registered(engines: dict[str, dict[str, Any]], binaries: Optional[list[str]],
+                                  unreadable: Optional[dict[str, str]]) -> Verdict:
+    """No container engine registers a working `nvidia` runtime, or its configuration is broken:
+    invalid daemon.json / TOML, a default runtime that is not defined, a runtime binary that does not
+    exist, or a containerd drop-in that the main config never imports.
+
+    ## Why it matters
+    `--runtime=nvidia` and Kubernetes' `runtimeClassName: nvidia` need the entry
+    (`unknown or invalid runtime name: nvidia` otherwise); a drop-in containerd never reads leaves
+    every GPU pod on plain runc, without GPUs.
+
+    ## Evidence
+    /etc/docker/daemon.json, /etc/containerd/config.toml and conf.d/config.d drop-ins,
+    /etc/crio/crio.conf and crio.conf.d, and lstat of the binaries they name.
+
+    ## References
+    NVIDIA Container Toolkit install guide, "Configuring Docker / containerd / CRI-O".
+    """
+    # Configuration files, and the runtime binaries they name, that exist but could not be read.
+    unread = _unreadable_among(unreadable, *ENGINE_CONFIGS, *sorted(
+        {_binary_path(str(r["binary"])) for v in engines.values() for n, r in v["runtimes"].items()
+         if _is_nvidia_runtime(n, r) and r.get("binary")}))
+    if not engines:
+        if unread:
+            return _cannot_conclude(unread, {}, "the container engines' configuration cannot be judged")
+        return skip("no Docker, containerd or CRI-O configuration file on this host")
+    evidence: dict[str, Any] = {
+        e: {"files": v["files"], "errors": v["errors"],
+            "runtimes": {n: {k: r.get(k) for k in ("binary", "default", "file", "binary_state")}
+                         for n, r in v["runtimes"].items()}} for e, v in engines.items()}
+    for engine, entry in sorted(engines.items()):
+        for path, error in entry["errors"].items():
+            return fail(f"{path} does not parse ({error}): {engine} ignores or refuses it",
+                        f"Fix the syntax of {path}, then restart {engine}.", evidence, anchor="runtime-not-configured")
+    for engine, entry in sorted(engines.items()):
+        for name, runtime in sorted(entry["runtimes"].items()):
+            if runtime.get("undefined"):
+                return fail(f"{engine}: default-runtime \"{name}\" is not defined under \"runtimes\" in "
+                            f"{runtime['file']}", "Add the runtime entry: nvidia-ctk runtime configure "
+                            "--runtime=docker, then restart Docker.", evidence, anchor="runtime-not-configured")
+            if _is_nvidia_runtime(name, runtime) and runtime.get("binary_state") == "missing":
+                return fail(f"{engine}: runtime \"{name}\" points at {runtime.get('binary')}, which does not exist",
+                            "Reinstall the toolkit or correct the path, then restart the engine.", evidence,
+                            anchor="runtime-not-configured")
+    containerd = engines.get("containerd") or {}
+    unimported = [p for p in containerd.get("unimported", [])
+                  if any(r.get("file") == p and _is_nvidia_runtime(n, r)
+                         for n, r in containerd.get("runtimes", {}).items())]
+    if unimported:
+        summary = (f"containerd: {', '.join(unimported)} defines the nvidia runtime but "
+                   f"/etc/containerd/config.toml does not import it (imports = {containerd.get('imports')})")
+        fix = 'Add imports = ["/etc/containerd/conf.d/*.toml"] to /etc/containerd/config.toml, restart containerd.'
+        if containerd.get("version") == 3:  # containerd 2.x may import conf.d by default; confirm
+            return warn(summary + "; confirm with `containerd config dump`", fix, evidence,
+                        anchor="runtime-not-configured")
+        return fail(summary, fix, evidence, anchor="runtime-not-configured")
+    if unread:
+        return _cannot_conclude(unread, evidence, "the NVIDIA runtime registration cannot be judged")
+    registered = sorted(f"{e}:{n}{' (default)' if r.get('default') else ''}" for e, v in engines.items()
+                        for n, r in v["runtimes"].items() if _is_nvidia_runtime(n, r))
+    if not registered:
+        if not binaries:
+            return skip("no engine registers the NVIDIA runtime and the toolkit is not installed")
+        return warn(f"the toolkit is installed but no engine registers the nvidia runtime "
+                    f"({', '.join(sorted(engines))} configured): --runtime=nvidia and "
+                    "runtimeClassName: nvidia fail", "Run nvidia-ctk runtime configure --runtime=<engine> "
+                    "and restart the engine.", evidence, anchor="runtime-not-configured")
+    return ok(f"NVIDIA runtime registered: {', '.join(registered)}", evidence)
+# --8<-- [end:runtime-configured]
+
+
+# --8<-- [start:toolkit-config]
+def _octal(value: Any) -> Optional[int]:
+    """A mode string from lstat ("0755") as a number; None when it is not one."""
+    try:
+        return int(str(value), 8)
+    except ValueError:
+        return None
+
+
+@check("toolkit-config", title="config.toml of the toolkit", page="runtime-debug-logging",
+       facts=("toolkit_config",), optional=("host", "unreadable_facts"))
+def toolkit_config_broken(config: dict[str, Any], host: Optional[dict[str, Any]],
+                          unreadable: Optional[dict[str, str]]) -> Verdict:
+    """/etc/nvidia-container-runtime/config.toml is invalid TOML, names an ldconfig that does not exist,
+    sets `no-cgroups = true` (containers then lose device access), an unknown runtime mode, or a debug
+    log the runtime cannot create.
+
+    ## Why it matters
+    Every GPU container start reads this file. A missing ldconfig gives `ldcache error`; `no-cgroups`
+    on a rootful engine gives `Failed to initialize NVML: Unknown Error`; an unwritable debug path
+    fails rootless container starts outright.
+
+    ## Evidence
+    The parsed config.toml, lstat of the ldconfig it names and of each debug log and its directory.
+
+    ## References
+    NVIDIA Container Toolkit troubleshooting and `config.toml` defaults (NVIDIA/nvidia-container-toolkit).
+    """
+    doc, targets = config.get("doc"), config.get("targets") or {}
+    if doc is None:
+        return fail(f"{config['path']} is not valid TOML: {config.get('error')}",
+                    "Fix the file (compare with `nvidia-ctk config default`).", {"error": config.get("error")},
+                    anchor="config")
+    cli = doc.get("nvidia-container-cli") if isinstance(doc.get("nvidia-container-cli"), dict) else {}
+    runtime = doc.get("nvidia-container-runtime") if isinstance(doc.get("nvidia-container-runtime"), dict) else {}
+    evidence: dict[str, Any] = {"no-cgroups": cli.get("no-cgroups"), "ldconfig": cli.get("ldconfig"),
+                                "mode": runtime.get("mode"), "debug": {"nvidia-container-cli": cli.get("debug"),
+                                "nvidia-container-runtime": runtime.get("debug")},
+                                "targets": {p: t.get("error") or f"{t.get('kind')} {t.get('mode')} uid "
+                                            f"{t.get('uid')}" for p, t in targets.items()}}
+    ldconfig = cli.get("ldconfig")
+    looked_at: list[str] = []  # the paths the verdict rests on
+    if isinstance(ldconfig, str):
+        looked_at.append(ldconfig.lstrip("@"))
+        state = targets.get(ldconfig.lstrip("@"), {})
+        if state.get("error") in ("ENOENT", "ENOTDIR"):
+            return fail(f"ldconfig = \"{ldconfig}\" does not exist on this host: containers fail with "
+                        f"\"nvidia-container-cli: ldcache error\"",
+                        "Point ldconfig at this distribution's binary (\"@/sbin/ldconfig\" on RHEL/SUSE, "
+                        "\"@/sbin/ldconfig.real\" on Debian/Ubuntu).", evidence,
+                        page="container-cli-init-error", anchor="ldconfig")
+    rootless = cli.get("no-cgroups") is True
+    for key in ("nvidia-container-cli", "nvidia-container-runtime"):
+        debug = evidence["debug"][key]
+        if not isinstance(debug, str) or not debug.startswith("/"):
+            continue
+        looked_at.append(debug.rsplit("/", 1)[0] or "/")
+        parent = targets.get(looked_at[-1], {})
+        if parent.get("error") in ("ENOENT", "ENOTDIR"):
+            return fail(f"{key}.debug = \"{debug}\": its directory does not exist, so the log cannot be created",
+                        "Create the directory or comment out the debug line.", evidence, anchor="rootless-log")
+        mode = _octal(parent.get("mode", "0")) if parent.get("kind") == "dir" else None
+        if rootless and mode is not None and parent.get("uid") == 0 and not mode & 0o002:
+            return fail(f"{key}.debug = \"{debug}\" is in a root-owned directory (mode {parent.get('mode')}) "
+                        "while no-cgroups = true (a rootless setup): the runtime, running as the user, cannot "
+                        "open it and the container does not start",
+                        "Use a path the user can write (for example under $HOME or /tmp) or comment the line out.",
+                        evidence, anchor="rootless-log")
+    mode_value = runtime.get("mode")
+    if isinstance(mode_value, str) and mode_value not in NVIDIA_RUNTIME_MODES:
+        return warn(f"nvidia-container-runtime.mode = \"{mode_value}\" is not one of {', '.join(NVIDIA_RUNTIME_MODES)}",
+                    "Set mode = \"auto\" (the default) or a documented mode.", evidence, anchor="config")
+    euid = (host or {}).get("euid")
+    if rootless and euid in (None, 0):
+        return warn("no-cgroups = true: the runtime sets up no device cgroup, which only rootless engines "
+                    "need; a rootful Docker or containerd then fails with Failed to initialize NVML: Unknown "
+                    "Error (doctor ran as root: rootful engine assumed)",
+                    "For a rootful engine set no-cgroups = false (nvidia-ctk config --set "
+                    "nvidia-container-cli.no-cgroups=false --in-place) and restart it.", evidence,
+                    page="nvml-unknown-error", anchor="no-cgroups")
+    unread = _unreadable_among(unreadable, *looked_at)
+    if unread:
+        return _cannot_conclude(unread, evidence, "the paths config.toml names cannot be judged")
+    if rootless:
+        return ok(f"no-cgroups = true with the doctor running as uid {euid}: a rootless setup, as intended",
+                  evidence)
+    return ok("config.toml parses; ldconfig exists; cgroups managed; debug paths usable", evidence)
+# --8<-- [end:toolkit-config]
+
+
+# --8<-- [start:cdi-specs]
+@check("cdi-specs", title="CDI specs present and current", page="cdi",
+       facts=("cdi_specs",), optional=("toolkit_config", "kernel_driver", "nvml", "nvidia_nodes",
+                                       "unreadable_facts"))
+def cdi_spec_stale_or_unreadable(  # noqa: PLR0917 (the registry passes each declared fact positionally)
+        specs: dict[str, dict[str, Any]], config: Optional[dict[str, Any]],
+        driver: Optional[DriverVersion], nvml: Optional[dict[str, Any]],
+        nodes: Optional[dict[str, dict[str, Any]]], unreadable: Optional[dict[str, str]]) -> Verdict:
+    """A CDI spec for nvidia.com/gpu is missing (while CDI mode is on), unreadable, generated for another
+    driver version, or lists device nodes that no longer exist: the engine reports
+    `unresolvable CDI devices` or injects libraries that do not match the kernel module.
+
+    ## Why it matters
+    CDI specs are static files written by `nvidia-ctk cdi generate`; after a driver upgrade or a GPU
+    change they must be regenerated (toolkit 1.18 does it at boot with nvidia-cdi-refresh).
+
+    ## Evidence
+    /etc/cdi/* and /var/run/cdi/* (text or read error), the runtime mode in config.toml, the loaded
+    driver version, NVML's GPU count and lstat of /dev/nvidia*.
+
+    ## References
+    NVIDIA Container Toolkit, "Support for Container Device Interface"; CDI specification.
+    """
+    mode = _dict(_dict(_dict(config).get("doc")).get("nvidia-container-runtime")).get("mode")
+    nvidia_specs = {p: s for p, s in specs.items() if "error" in s or str(s.get("kind", "")).endswith("/gpu")}
+    evidence: dict[str, Any] = {"specs": {p: s.get("error") or {k: s.get(k) for k in
+                                ("kind", "devices", "driver_versions")} for p, s in specs.items()},
+                                "mode": mode, "driver": driver.version if driver else None}
+    if not nvidia_specs:
+        if mode == "cdi":
+            return fail("config.toml sets mode = \"cdi\" but no CDI spec for nvidia.com/gpu exists: containers "
+                        "fail with unresolvable CDI devices", "Generate it: nvidia-ctk cdi generate "
+                        "--output=/etc/cdi/nvidia.yaml", evidence, anchor="generate")
+        return skip("no CDI spec for NVIDIA GPUs: the legacy injection path is in use", evidence)
+    for path, spec in sorted(nvidia_specs.items()):
+        if "error" in spec:
+            return fail(f"{path} cannot be read ({spec['error']}): its devices are unresolvable",
+                        f"Make it readable (chmod a+r {path}) or regenerate it.", evidence, anchor="unresolvable")
+    if driver:
+        for path, spec in sorted(nvidia_specs.items()):
+            versions = spec.get("driver_versions") or []
+            if versions and driver.version not in versions:
+                return fail(f"{path} was generated for driver {', '.join(versions)}, the loaded driver is "
+                            f"{driver.version}: containers get libraries that do not match the kernel module",
+                            "Regenerate: nvidia-ctk cdi generate --output=" + path, evidence, anchor="stale")
+    for path, spec in sorted(nvidia_specs.items()):
+        gone = [n for n in spec.get("device_nodes") or [] if (nodes or {}).get(n, {}).get("error") == "ENOENT"]
+        if gone:
+            return fail(f"{path} lists {', '.join(gone)}, which no longer exist on this host",
+                        "Regenerate: nvidia-ctk cdi generate --output=" + path, evidence, anchor="stale")
+    count = nvml.get("device_count") if _nvml_ok(nvml) else None  # type: ignore[union-attr]
+    indexed = {d for s in nvidia_specs.values() for d in s.get("devices") or [] if d.isdigit()}
+    if isinstance(count, int) and indexed and len(indexed) < count:
+        return warn(f"the CDI specs name GPUs {sorted(indexed)} but NVML sees {count}: new GPUs are not requestable",
+                    "Regenerate the spec after a GPU change.", evidence, anchor="stale")
+    if not any("all" in (s.get("devices") or []) for s in nvidia_specs.values()):
+        return warn("no CDI device named \"all\": --device nvidia.com/gpu=all is unresolvable",
+                    "Regenerate the spec with nvidia-ctk cdi generate.", evidence, anchor="unresolvable")
+    # What the stale and count comparisons needed but could not read: the driver version, the nodes, NVML.
+    versioned = any(s.get("driver_versions") for s in nvidia_specs.values())
+    unread = _unreadable_among(unreadable, *(("/proc/driver/nvidia/version",) if versioned else ()), *(
+        n for s in nvidia_specs.values() for n in s.get("device_nodes") or []), *(("nvml",) if indexed else ()))
+    if unread:
+        return _cannot_conclude(unread, evidence, "whether the CDI specs are current cannot be judged")
+    names = sorted({d for s in nvidia_specs.values() for d in s.get("devices") or []})
+    return ok(f"{len(nvidia_specs)} CDI spec(s) for this driver; devices: {', '.join(names[:8])}", evidence)
+# --8<-- [end:cdi-specs]
+
+
+# --8<-- [start:container-visible-devices]
+def requested_gpus(value: Optional[str]) -> Optional[int]:
+    """How many GPUs NVIDIA_VISIBLE_DEVICES asks for: 0 for unset/void/none/empty, -1 for "all",
+    None when the value cannot be counted (volume-mount strategy paths).
+
+    >>> [requested_gpus(v) for v in (None, "void", "none", "all", "0,1", "GPU-1a2b,GPU-3c4d,GPU-5e6f")]
+    [0, 0, 0, -1, 2, 3]
+    """
+    if value is None or value.strip() in ("", "void", "none"):
+        return 0
+    if value.strip() == "all":
+        return -1
+    if value.startswith("/"):
+        return None
+    return len([v for v in value.split(",") if v.strip()])
+
+
+@check("container-visible-devices", title="Requested GPUs visible in the container", page="gpu-not-visible",
+       facts=("in_container", "nvidia_env"), optional=("nvml",))
+def container_gpus_not_visible(in_container: bool, env: dict[str, str], nvml: Optional[dict[str, Any]]) -> Verdict:
+    """Inside a container, NVML sees fewer GPUs than NVIDIA_VISIBLE_DEVICES asked for, or none at all
+    because the container was started without a GPU request (no --gpus, no runtime, no CDI device).
+
+    ## Why it matters
+    `NVIDIA_VISIBLE_DEVICES` unset or `void` makes the NVIDIA runtime behave like runc; `none` injects
+    the driver but no GPU. A pod on a default runtime that is not `nvidia` gets no GPU at all.
+
+    ## Evidence
+    NVIDIA_VISIBLE_DEVICES of the collecting process and NVML's device count.
+
+    ## References
+    NVIDIA Container Toolkit, "Specialized Configurations with Docker" (GPU Enumeration).
+    """
+    if not in_container:
+        return skip("not inside a container")
+    value = env.get("NVIDIA_VISIBLE_DEVICES")
+    wanted = requested_gpus(value)
+    count = nvml.get("device_count") if _nvml_ok(nvml) else None  # type: ignore[union-attr]
+    nvml_error = _dict(_dict(nvml).get("init")).get("error")
+    evidence = {"NVIDIA_VISIBLE_DEVICES": value, "nvml_device_count": count, "nvml_error": nvml_error}
+    init_error = str(_dict(nvml_error).get("name", ""))
+    cuda_image = bool(env.get("CUDA_VERSION") or env.get("NVIDIA_REQUIRE_CUDA"))
+    if wanted == 0:
+        if isinstance(count, int) and count > 0:
+            return ok(f"{count} GPU(s) visible (injected by CDI or --device; NVIDIA_VISIBLE_DEVICES={value!r})",
+                      evidence)
+        if not cuda_image:
+            return skip("no GPU requested and no CUDA image environment: not a GPU container", evidence)
+        why = "none" if value == "none" else "unset" if value is None else repr(value)
+        return fail(f"no GPU in this container: NVIDIA_VISIBLE_DEVICES is {why}, so the NVIDIA runtime "
+                    "injected no GPU", "Start it with --gpus all (Docker), --device nvidia.com/gpu=all (CDI) or "
+                    "runtimeClassName: nvidia plus an nvidia.com/gpu limit (Kubernetes).", evidence,
+                    anchor="visible-devices")
+    if count is None and init_error == "NVMLError_LibraryNotFound":
+        return fail(f"NVIDIA_VISIBLE_DEVICES={value} is set but no driver library was injected (libnvidia-ml.so.1 "
+                    "missing): the container did not run on the NVIDIA runtime", "Use --gpus / --runtime=nvidia "
+                    "(Docker) or runtimeClassName: nvidia, or make nvidia the default runtime.", evidence,
+                    anchor="default-runtime")
+    if count is None:
+        return unknown("NVML did not answer, so the visible GPUs cannot be counted (see nvml-init)", evidence)
+    if count == 0 or (wanted is not None and wanted > 0 and count < wanted):
+        return fail(f"NVIDIA_VISIBLE_DEVICES={value} asks for {'all GPUs' if wanted == -1 else wanted} "
+                    f"but NVML sees {count}", "Check the runtime is nvidia (default runtime or --runtime) and "
+                    "the IDs exist on the host (nvidia-smi -L).", evidence, anchor="visible-devices")
+    return ok(f"NVML sees {count} GPU(s) for NVIDIA_VISIBLE_DEVICES={value}", evidence)
+# --8<-- [end:container-visible-devices]
+
+
+# --8<-- [start:container-driver-capabilities]
+KNOWN_CAPABILITIES = ("compute", "compat32", "graphics", "utility", "video", "display", "all")
+
+
+@check("container-driver-capabilities", title="Driver capabilities of the container", page="gpu-not-visible",
+       facts=("in_container", "nvidia_env"))
+def container_capabilities_missing(in_container: bool, env: dict[str, str]) -> Verdict:
+    """NVIDIA_DRIVER_CAPABILITIES leaves out `compute` (no libcuda in the container) or `utility`
+    (no nvidia-smi / libnvidia-ml), or names a capability the toolkit does not know.
+
+    ## Why it matters
+    The runtime mounts only the driver libraries of the listed capabilities; CUDA programs then fail
+    with `libcuda.so.1: cannot open shared object file` or `no CUDA-capable device is detected`.
+
+    ## Evidence
+    NVIDIA_DRIVER_CAPABILITIES and NVIDIA_VISIBLE_DEVICES of the collecting process.
+
+    ## References
+    NVIDIA Container Toolkit, "Driver Capabilities"; NVIDIA/nvidia-container-toolkit
+    cmd/nvidia-container-runtime/README.md.
+    """
+    if not in_container:
+        return skip("not inside a container")
+    if requested_gpus(env.get("NVIDIA_VISIBLE_DEVICES")) == 0 and env.get("NVIDIA_VISIBLE_DEVICES") != "none":
+        return skip("no GPU requested through NVIDIA_VISIBLE_DEVICES (see container-visible-devices)")
+    raw = env.get("NVIDIA_DRIVER_CAPABILITIES")
+    # Unset or empty means the default, "utility,compute" (toolkit README).
+    caps = {c.strip() for c in (raw or "utility,compute").split(",") if c.strip()}
+    evidence = {"NVIDIA_DRIVER_CAPABILITIES": raw, "effective": sorted(caps)}
+    unknown_caps = sorted(caps - set(KNOWN_CAPABILITIES))
+    if "all" not in caps and "compute" not in caps:
+        return fail(f"NVIDIA_DRIVER_CAPABILITIES={raw} has no compute: libcuda is not injected and CUDA "
+                    "cannot start", "Add compute (for example -e NVIDIA_DRIVER_CAPABILITIES=compute,utility).",
+                    evidence, anchor="driver-capabilities")
+    if unknown_caps:
+        return warn(f"unknown driver capabilities {unknown_caps} in NVIDIA_DRIVER_CAPABILITIES={raw}",
+                    f"Use only {', '.join(KNOWN_CAPABILITIES)}.", evidence, anchor="driver-capabilities")
+    if "all" not in caps and "utility" not in caps:
+        return warn(f"NVIDIA_DRIVER_CAPABILITIES={raw} has no utility: nvidia-smi and NVML are not injected",
+                    "Add utility if monitoring or nvidia-smi must work in the container.", evidence,
+                    anchor="driver-capabilities")
+    return ok(f"driver capabilities {','.join(sorted(caps))}", evidence)
+# --8<-- [end:container-driver-capabilities]
+
+
+# --8<-- [start:cuda-driver-table]
+# Minimum Linux x86_64 driver per CUDA Toolkit release: "CUDA Toolkit and Corresponding Driver
+# Versions" (Table 3) of the CUDA Toolkit Release Notes. A driver at least this new runs everything
+# that release builds, with no compatibility mode.
+CUDA_TOOLKIT_DRIVERS: tuple[tuple[str, str], ...] = (
+    ("13.2 Update 2", "595.71.05"), ("13.2 Update 1", "595.58.03"), ("13.2 GA", "595.45.04"),
+    ("13.1 Update 1", "590.48.01"), ("13.1 GA", "590.44.01"),
+    ("13.0 Update 2", "580.95.05"), ("13.0 Update 1", "580.82.07"), ("13.0 GA", "580.65.06"),
+    ("12.9 Update 1", "575.57.08"), ("12.9 GA", "575.51.03"),
+    ("12.8 Update 1", "570.124.06"), ("12.8 GA", "570.26"),
+    ("12.6 Update 3", "560.35.05"), ("12.6 Update 2", "560.35.03"), ("12.6 Update 1", "560.35.03"),
+    ("12.6 GA", "560.28.03"), ("12.5 Update 1", "555.42.06"), ("12.5 GA", "555.42.02"),
+    ("12.4 Update 1", "550.54.15"), ("12.4 GA", "550.54.14"),
+    ("12.3 Update 1", "545.23.08"), ("12.3 GA", "545.23.06"),
+    ("12.2 Update 2", "535.104.05"), ("12.2 Update 1", "535.86.09"), ("12.2 GA", "535.54.03"),
+    ("12.1 Update 1", "530.30.02"), ("12.1 GA", "530.30.02"),
+    ("12.0 Update 1", "525.85.12"), ("12.0 GA", "525.60.13"),
+    ("11.8 GA", "520.61.05"), ("11.7 Update 1", "515.48.07"), ("11.7 GA", "515.43.04"),
+    ("11.6 Update 2", "510.47.03"), ("11.6 Update 1", "510.47.03"), ("11.6 GA", "510.39.01"),
+    ("11.5 Update 2", "495.29.05"), ("11.5 Update 1", "495.29.05"), ("11.5 GA", "495.29.05"),
+    ("11.4 Update 4", "470.82.01"), ("11.4 Update 3", "470.82.01"), ("11.4 Update 2", "470.57.02"),
+    ("11.4 Update 1", "470.57.02"), ("11.4.0 GA", "470.42.01"),
+    ("11.3.1 Update 1", "465.19.01"), ("11.3.0 GA", "465.19.01"),
+    ("11.2.2 Update 2", "460.32.03"), ("11.2.1 Update 1", "460.32.03"), ("11.2.0 GA", "460.27.03"),
+    ("11.1.1 Update 1", "455.32"), ("11.1 GA", "455.23"),
+    ("11.0.3 Update 1", "450.51.06"), ("11.0.2 GA", "450.51.05"),
+    ("10.2.89", "440.33"), ("10.1.105", "418.39"), ("10.0.130", "410.48"),
+)
+# Minor version compatibility (Table 2 and the CUDA Compatibility guide): within one major release an
+# application runs, with a limited feature set, on any driver of at least this version.
+CUDA_MINOR_COMPAT_DRIVERS: dict[int, str] = {13: "580", 12: "525.60.13", 11: "450.80.02"}
+
+
+def minimum_driver(cuda: str) -> Optional[str]:
+    """The toolkit driver of the GA release of CUDA major.minor ("12.4" -> "550.54.14"), if listed.
+
+    >>> minimum_driver("12.4"), minimum_driver("13.0"), minimum_driver("9.0")
+    ('550.54.14', '580.65.06', None)
+    """
+    wanted = (version_tuple(cuda) or (0,))[:2]
+    candidates = [d for label, d in CUDA_TOOLKIT_DRIVERS if (version_tuple(label) or (0,))[:2] == wanted]
+    return min(candidates, key=lambda d: version_tuple(d) or (0,)) if candidates else None
+# --8<-- [end:cuda-driver-table]
+
+
+# --8<-- [start:require-cuda]
+def _truthy(value: Optional[str]) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@check("require-cuda", title="NVIDIA_REQUIRE_CUDA satisfied by the driver", page="driver-compat",
+       facts=("nvidia_env",), optional=("driver_cuda_version", "kernel_driver", "nvml"))
+def require_cuda_unsatisfied(env: dict[str, str], cuda: Optional[str], driver: Optional[DriverVersion],
+                             nvml: Optional[dict[str, Any]]) -> Verdict:
+    """The image's NVIDIA_REQUIRE_CUDA (or legacy CUDA_VERSION) asks for a newer CUDA than the host
+    driver supports: the hook refuses the container (`unsatisfied condition: cuda>=X`) or, with the
+    check disabled, CUDA fails with `CUDA driver version is insufficient for CUDA runtime version`.
+
+    ## Why it matters
+    The driver's CUDA version is a ceiling: a CUDA 13 application needs a 580+ driver unless forward
+    compatibility applies; a newer minor of the same major can run through minor version compatibility.
+
+    ## Evidence
+    NVIDIA_REQUIRE_CUDA / CUDA_VERSION / NVIDIA_DISABLE_REQUIRE of the collecting process (set them to an
+    image's values to test it on the host), the driver's CUDA version and driver version.
+
+    ## References
+    CUDA Toolkit Release Notes (driver tables); CUDA Compatibility guide; toolkit README, NVIDIA_REQUIRE_*.
+    """
+    expression = env.get("NVIDIA_REQUIRE_CUDA")
+    legacy = env.get("CUDA_VERSION")
+    if not expression and legacy and version_tuple(legacy):
+        expression = "cuda>=" + ".".join(str(p) for p in (version_tuple(legacy) or ())[:2])
+    if not expression:
+        return skip("neither NVIDIA_REQUIRE_CUDA nor CUDA_VERSION is set (not a CUDA image's environment)")
+    if cuda is None:
+        return unknown(f"{expression!r} cannot be judged: the driver's CUDA version is unknown "
+                       "(NVML, nvidia-smi and nvidia-container-cli did not say)")
+    driver_version = driver.version if driver else ((nvml or {}).get("driver_version") if _nvml_ok(nvml) else None)
+    facts = {"cuda": cuda, "driver": driver_version if isinstance(driver_version, str) else None,
+             "brand": None, "arch": None}
+    verdict = eval_require(expression, facts)
+    wanted = re.search(r"cuda\s*>=?\s*(\d+\.\d+)", expression)
+    needed = wanted.group(1) if wanted else None
+    evidence = {"NVIDIA_REQUIRE_CUDA": env.get("NVIDIA_REQUIRE_CUDA"), "CUDA_VERSION": legacy,
+                "NVIDIA_DISABLE_REQUIRE": env.get("NVIDIA_DISABLE_REQUIRE"), "driver_cuda": cuda,
+                "driver": facts["driver"], "toolkit_driver_for_needed": minimum_driver(needed) if needed else None}
+    if verdict is True:
+        return ok(f"driver CUDA {cuda} satisfies {expression.split()[0]}", evidence)
+    same_major = needed is not None and (version_tuple(needed) or (0,))[0] == (version_tuple(cuda) or (0,))[0]
+    if verdict is None:
+        return warn(f"{expression!r} is satisfied only through a brand/arch alternative this snapshot cannot "
+                    f"judge (driver CUDA {cuda})", "Check the GPU brand (nvidia-smi -q | grep Brand); "
+                    "a Tesla/data-center GPU with the cuda-compat package can run it.", evidence,
+                    anchor="require-cuda")
+    advice = (f"driver CUDA {cuda} is older than the image's {needed}" if needed else
+              f"driver CUDA {cuda} does not satisfy {expression!r}")
+    if same_major:
+        fix = (f"Upgrade the driver to {minimum_driver(needed or '') or 'the release notes minimum'} or newer; or, "
+               "since the major version matches, rely on minor version compatibility by running with "
+               "NVIDIA_DISABLE_REQUIRE=true (features that need the newer driver, such as PTX JIT of newer "
+               "code, still fail).")
+    else:
+        fix = (f"Upgrade the driver to {minimum_driver(needed or '') or 'a newer branch'} or newer, use an image "
+               "built for CUDA " + cuda + " or older, or (data-center GPUs only) install the matching "
+               "cuda-compat package.")
+    if _truthy(env.get("NVIDIA_DISABLE_REQUIRE")):
+        return warn(advice + "; NVIDIA_DISABLE_REQUIRE hides it at start-up: "
+                    + ("minor version compatibility applies" if same_major else
+                       "expect CUDA driver version is insufficient for CUDA runtime version"), fix, evidence,
+                    anchor="require-cuda")
+    return fail(advice + f": the hook refuses the container (unsatisfied condition: cuda>={needed})", fix,
+                evidence, anchor="require-cuda")
+# --8<-- [end:require-cuda]
+
+
+# --8<-- [start:container-driver-libs]
+@check("container-driver-libs", title="libcuda matches the kernel module", page="driver-compat",
+       facts=("driver_libs", "kernel_driver"), optional=("in_container", "unreadable_facts"))
+def driver_libs_mismatch(libs: list[dict[str, Any]], driver: DriverVersion,
+                         in_container: Optional[bool], unreadable: Optional[dict[str, str]]) -> Verdict:
+    """A libcuda.so.X in the library path has another version than the loaded kernel module: CUDA
+    fails to initialise (cuInit returns an error; nvidia-smi, through libnvidia-ml, reports
+    `Driver/library version mismatch`, judged by driver-library-mismatch).
+
+    ## Why it matters
+    The user-space driver and the kernel module must be the same build. In a container this means the
+    image bundles its own driver libraries instead of the ones the toolkit injects; on a host, a driver
+    upgrade without a reboot or module reload.
+
+    ## Evidence
+    lstat of libcuda.so.* in the system library directories (the cuda-compat directory excluded) and
+    /proc/driver/nvidia/version.
+
+    ## References
+    NVIDIA Container Toolkit architecture (driver libraries are injected from the host); NVML API reference.
+    """
+    wrong = [f"{lib['path']} ({lib['version']})" for lib in libs if lib["version"] != driver.version]
+    evidence = {"kernel_module": driver.version, "libraries": [lib["path"] for lib in libs], "mismatched": wrong}
+    if wrong:
+        where = ("the image ships its own driver libraries" if in_container else
+                 "the driver was upgraded without reloading the kernel module")
+        fix = ("Remove driver packages (libnvidia-compute-*, libcuda1) from the image and let the NVIDIA runtime "
+               "inject the host's." if in_container else
+               "Reboot (or drain and reload the nvidia modules) so the kernel module matches the libraries.")
+        return fail(f"kernel module {driver.version} but {', '.join(wrong[:4])}: {where}", fix, evidence,
+                    anchor="container-libs")
+    unread = _unreadable_among(unreadable, pattern=r"^(?!.*/compat/).*/libcuda\.so")
+    if unread:
+        return _cannot_conclude(unread, evidence, "not every libcuda could be examined")
+    return ok(f"{len(libs)} driver librar{'y' if len(libs) == 1 else 'ies'} match kernel module {driver.version}",
+              evidence)
+# --8<-- [end:container-driver-libs]
+
+
+# --8<-- [start:cuda-forward-compat]
+# Forward compatibility works only on NVIDIA Data Center GPUs, select NGC Server Ready RTX SKUs and
+# Jetson (CUDA Compatibility guide); consumer product lines never qualify.
+CONSUMER_GPU = re.compile(r"\b(GeForce|TITAN)\b", re.IGNORECASE)
+WORKSTATION_GPU = re.compile(r"\b(Quadro|RTX)\b", re.IGNORECASE)
+
+
+@check("cuda-forward-compat", title="cuda-compat libraries usable on this GPU", page="driver-compat",
+       facts=("compat_libs", "kernel_driver"), optional=("nvml", "nvidia_env", "unreadable_facts"))
+def forward_compat_unusable(compat: list[dict[str, Any]], driver: DriverVersion, nvml: Optional[dict[str, Any]],
+                            env: Optional[dict[str, str]], unreadable: Optional[dict[str, str]]) -> Verdict:
+    """The cuda-compat libcuda in /usr/local/cuda/compat cannot work here: the GPU is not a data-center
+    part (CUDA error 804, forward compatibility was attempted on non supported HW), or the compat library
+    is older than the driver and is forced in through LD_LIBRARY_PATH (error 803).
+
+    ## Why it matters
+    Forward compatibility lets a newer CUDA run on an older driver branch, but only on supported GPUs and
+    only when the compat libcuda is newer than the installed driver.
+
+    ## Evidence
+    lstat of /usr/local/cuda/compat/libcuda.so.*, the kernel module version, NVML's GPU names and
+    LD_LIBRARY_PATH.
+
+    ## References
+    CUDA Compatibility guide, "Forward Compatibility"; NVIDIA/container-images/cuda issue #183.
+    """
+    newest = max(compat, key=lambda c: version_tuple(c["version"]) or (0,))
+    names = _nvml_names(nvml)
+    forced = "/usr/local/cuda/compat" in (env or {}).get("LD_LIBRARY_PATH", "")
+    evidence = {"compat": newest["path"], "compat_version": newest["version"], "driver": driver.version,
+                "gpus": names, "compat_on_LD_LIBRARY_PATH": forced}
+    newer = (version_tuple(newest["version"]) or (0,)) > (version_tuple(driver.version) or (0,))
+    unread = _unreadable_among(unreadable, "/usr/local/cuda/compat", "/usr/local/cuda/compat/")
+    if not newer:
+        if forced:
+            return fail(f"compat libcuda {newest['version']} is not newer than driver {driver.version} but "
+                        "LD_LIBRARY_PATH puts it first: CUDA fails with system has unsupported display driver "
+                        "/ cuda driver combination (803)", "Remove /usr/local/cuda/compat from LD_LIBRARY_PATH.",
+                        evidence, anchor="forward-compat")
+        if unread:
+            return _cannot_conclude(unread, evidence, "not every cuda-compat library could be examined")
+        return ok(f"compat libcuda {newest['version']} is older than driver {driver.version}: not used, the "
+                  "driver's own libcuda serves", evidence)
+    consumer = [n for n in names if CONSUMER_GPU.search(n)]
+    if consumer:
+        return fail(f"forward compatibility (compat libcuda {newest['version']} on driver {driver.version}) is not "
+                    f"supported on {consumer[0]}: CUDA fails with error 804", "Upgrade the host driver to a "
+                    "branch that supports this CUDA version; forward compatibility is for data-center GPUs.",
+                    evidence, anchor="forward-compat")
+    workstation = [n for n in names if WORKSTATION_GPU.search(n)]
+    if workstation or not names:
+        return warn(f"compat libcuda {newest['version']} on driver {driver.version}: forward compatibility "
+                    f"works only on data-center GPUs and select NGC Server Ready RTX SKUs "
+                    f"({workstation[0] if workstation else 'GPU model unknown'})",
+                    "Confirm the SKU is supported, or upgrade the host driver.", evidence, anchor="forward-compat")
+    if unread:
+        return _cannot_conclude(unread, evidence, "not every cuda-compat library could be examined")
+    return ok(f"forward compatibility: compat libcuda {newest['version']} on driver {driver.version}, {names[0]}",
+              evidence)
+# --8<-- [end:cuda-forward-compat]
+
+
+# --8<-- [start:selinux-devices]
+@check("selinux-devices", title="SELinux lets containers open the GPU", page="selinux",
+       facts=("selinux",), optional=("nvidia_nodes", "unreadable_facts"))
+def selinux_blocks_gpu(selinux: dict[str, Any], nodes: Optional[dict[str, dict[str, Any]]],
+                       unreadable: Optional[dict[str, str]]) -> Verdict:
+    """SELinux is enforcing and confined containers (container_t) may not open the NVIDIA device nodes:
+    neither container_use_devices nor container_use_xserver_devices is on, or the nodes carry a
+    generic label.
+
+    ## Why it matters
+    The denial shows inside the container as `Failed to initialize NVML: Insufficient Permissions` and
+    in the audit log as an AVC denial on /dev/nvidia*.
+
+    ## Evidence
+    /sys/fs/selinux/enforce (or getenforce), the two container booleans, and the SELinux label of each
+    /dev/nvidia* node.
+
+    ## References
+    NVIDIA Container Toolkit troubleshooting, "NVML: Insufficient Permissions and SELinux";
+    containers/container-selinux PR #306; fedora-selinux/selinux-policy issue #1695.
+    """
+    mode = selinux["mode"]
+    labels = {p: n["selinux"] for p, n in (nodes or {}).items() if isinstance(n.get("selinux"), str)
+              and n["selinux"]}
+    booleans = selinux["booleans"]
+    evidence = {"mode": mode, "booleans": booleans, "labels": labels}
+    if mode == "disabled":
+        return skip("SELinux is disabled", evidence)
+    if mode != "enforcing":
+        return ok(f"SELinux is {mode}: denials are logged, not enforced", evidence)
+    generic = [p for p, label in labels.items() if ":device_t:" in label]
+    if generic:
+        return warn(f"{', '.join(sorted(generic))} labelled device_t: no policy rule grants containers that type",
+                    "Relabel: restorecon -v /dev/nvidia*", evidence, anchor="labels")
+    if any(booleans.get(b) for b in booleans):
+        unread = _unreadable_among(unreadable, pattern=r"^/dev/nvidia")
+        if unread:  # a node whose label could not be read may carry device_t
+            return _cannot_conclude(unread, evidence, "the GPU device labels cannot be judged")
+        on = [b for b, v in booleans.items() if v]
+        return ok(f"SELinux enforcing; {', '.join(on)} on: confined containers may use the GPU", evidence)
+    if all(v is None for v in booleans.values()):
+        return unknown("SELinux is enforcing but the container booleans were not readable", evidence)
+    return warn("SELinux enforcing and container_use_devices / container_use_xserver_devices are off: confined "
+                "containers get Failed to initialize NVML: Insufficient Permissions",
+                "setsebool -P container_use_devices on (or run with --security-opt label=disable).", evidence,
+                anchor="boolean")
+# --8<-- [end:selinux-devices]
+
+
+# --8<-- [start:container-cli-info]
+# `nvidia-container-cli: initialization error: ...` variants -> (anchor on container-cli-init-error, fix).
+CLI_ERRORS: tuple[tuple[str, str, str], ...] = (
+    ("load library failed", "load-library-failed",
+     "libnvidia-ml.so.1 is not in the ldcache: install the driver's user-space libraries and run ldconfig."),
+    ("driver not loaded", "driver-not-loaded", "Load the kernel module (modprobe nvidia) or fix the driver install."),
+    ("insufficient permissions", "insufficient-permissions",
+     "Run as root, or give the user access to /dev/nvidia* (rootless: no-cgroups = true)."),
+    ("ldcache error", "ldconfig", "Set ldconfig in config.toml to this distribution's ldconfig."),
+    ("driver rpc error", "driver-rpc", "The driver helper process failed: check dmesg, the GPU and the driver."),
+)
+
+
+@check("container-cli-info", title="nvidia-container-cli sees the driver", page="container-cli-init-error",
+       facts=("cli_info_cmd",), optional=("kernel_driver", "nvml", "unreadable_facts"))
+def container_cli_cannot_initialise(command: CommandFact, driver: Optional[DriverVersion],
+                                    nvml: Optional[dict[str, Any]], unreadable: Optional[dict[str, str]]) -> Verdict:
+    """`nvidia-container-cli info`, the library every legacy GPU container start goes through, fails to
+    initialise, or reports another driver or fewer GPUs than the host has.
+
+    ## Why it matters
+    The hook runs the same code at each `docker run --gpus`; its error is the one the engine prints
+    after `OCI runtime create failed`.
+
+    ## Evidence
+    Exit status and output of `nvidia-container-cli info`, /proc/driver/nvidia/version, NVML's GPU count.
+
+    ## References
+    NVIDIA/libnvidia-container issues #231 and #103; NVIDIA/nvidia-container-toolkit issues #154, #1269.
+    """
+    if command.error == "not-found":
+        return skip("nvidia-container-cli is not installed")
+    if command.error == "timeout":
+        return fail("nvidia-container-cli info did not answer: the driver is hung",
+                    "Follow the recovery runbook (drain, then reset or reboot).", {"detail": command.detail},
+                    page="recovery")
+    if not command.ran:
+        return unknown(f"nvidia-container-cli info could not run ({command.error}: {command.detail})")
+    info = parse_cli_info(command.output)
+    evidence = {"exit": command.exit, "error": info["error"], "nvrm_version": info["nvrm_version"],
+                "cuda_version": info["cuda_version"], "devices": len(info["devices"])}
+    if command.exit != 0 or info["error"]:
+        message = info["error"] or command.output.strip()[-300:]
+        for needle, anchor, fix in CLI_ERRORS:
+            if needle in message:
+                return fail(f"nvidia-container-cli: {message}", fix, evidence, anchor=anchor)
+        return fail(f"nvidia-container-cli info exited {command.exit}: {message}",
+                    "Rerun with nvidia-container-cli -k -d /dev/tty info and read the last lines.", evidence,
+                    anchor="causes")
+    if driver and info["nvrm_version"] and info["nvrm_version"] != driver.version:
+        return fail(f"nvidia-container-cli reports driver {info['nvrm_version']}, kernel module is {driver.version}",
+                    "Reboot or reload the driver so libraries and module match.", evidence, page="driver-compat",
+                    anchor="container-libs")
+    count = nvml.get("device_count") if _nvml_ok(nvml) else None  # type: ignore[union-attr]
+    if isinstance(count, int) and len(info["devices"]) != count:
+        return warn(f"nvidia-container-cli lists {len(info['devices'])} GPU(s), NVML sees {count}",
+                    "Compare nvidia-smi -L with nvidia-container-cli list.", evidence, anchor="causes")
+    # The driver and GPU-count comparisons need the kernel module's version and NVML's answer.
+    unread = _unreadable_among(unreadable, *(("/proc/driver/nvidia/version",) if info["nvrm_version"] else ()),
+                               "nvml")
+    if unread:
+        return _cannot_conclude(unread, evidence, "the driver and GPU count cannot be compared")
+    return ok(f"driver {info['nvrm_version']}, CUDA {info['cuda_version']}, {len(info['devices'])} GPU(s)", evidence)
+# --8<-- [end:container-cli-info]

@@ -1,0 +1,236 @@
+"""Unit tests of the containers section: toolkit parsers on real and malformed inputs, and checks on
+edge cases the scenarios do not pin down (containerd 2.x layout, JSON CDI specs, brand alternatives)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import run_cli
+from gpu_runbook.checks.containers import (
+    CUDA_MINOR_COMPAT_DRIVERS,
+    CUDA_TOOLKIT_DRIVERS,
+    minimum_driver,
+    requested_gpus,
+)
+from gpu_runbook.parsers.toolkit import (
+    containerd_runtimes,
+    eval_require,
+    parse_cdi_list,
+    parse_cdi_spec,
+    parse_cli_info,
+    parse_require,
+    parse_toml,
+    parse_toolkit_version,
+    version_tuple,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+# `nvidia-container-cli -k -d /dev/tty info` prints its debug log before the answer
+# (NVIDIA/nvidia-docker#904); the parser must skip the log lines.
+CLI_DEBUG_INFO = """-- WARNING, the following logs are for debugging purposes only --
+
+I0114 04:33:38.553037 7944 nvc_info.c:489] requesting device information with ''
+{listing}
+NVRM version:   390.87
+CUDA version:   9.1
+
+Device Index:   0
+Device Minor:   0
+Model:          GeForce GTX 1080 with Max-Q Design
+Brand:          GeForce
+GPU UUID:       GPU-e572b8ee-523e-f7be-a359-33149791a02a
+Bus Location:   00000000:01:00.0
+Architecture:   6.1
+I0114 04:33:38.559343 7944 nvc.c:318] shutting down library context
+""".format(listing="I0114 04:33:38.559326 7944 nvc_info.c:519] listing device /dev/nvidia0 "
+                  "(GPU-e572b8ee-523e-f7be-a359-33149791a02a at 00000000:01:00.0)")
+
+
+def test_cli_info_parses_debug_output() -> None:
+    info = parse_cli_info(CLI_DEBUG_INFO)
+    assert info["nvrm_version"] == "390.87"
+    assert info["cuda_version"] == "9.1"
+    assert info["devices"] == [{"index": "0", "minor": "0", "model": "GeForce GTX 1080 with Max-Q Design",
+                                "brand": "GeForce", "uuid": "GPU-e572b8ee-523e-f7be-a359-33149791a02a",
+                                "bus": "00000000:01:00.0", "arch": "6.1"}]
+    assert info["error"] is None
+
+
+def test_cli_info_jetson_null_fields() -> None:
+    # Jetson prints (null) for the fields it has no NVML for (NVIDIA/nvidia-docker#1775).
+    info = parse_cli_info("NVRM version:   (null)\nCUDA version:   10.2\n\nDevice Index:   0\nModel:          Xavier\n")
+    assert info["nvrm_version"] is None and info["cuda_version"] == "10.2"
+    assert info["devices"][0]["model"] == "Xavier"
+
+
+def test_toolkit_versions_from_real_outputs() -> None:
+    assert parse_toolkit_version("NVIDIA Container Toolkit CLI version 1.17.8\ncommit: f202b80\n") == "1.17.8"
+    assert parse_toolkit_version("cli-version: 1.10.0\nlib-version: 1.10.0\n") == "1.10.0"
+    assert parse_toolkit_version("") is None
+
+
+def test_containerd_v3_layout() -> None:
+    doc, error = parse_toml(
+        'version = 3\n[plugins."io.containerd.cri.v1.runtime".containerd]\n  default_runtime_name = "runc"\n'
+        '[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.nvidia]\n'
+        '  runtime_type = "io.containerd.runc.v2"\n'
+        '[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.nvidia.options]\n'
+        '  BinaryName = "/usr/local/nvidia/toolkit/nvidia-container-runtime"\n')
+    assert error is None
+    assert containerd_runtimes(doc) == {"nvidia": {"binary": "/usr/local/nvidia/toolkit/nvidia-container-runtime",
+                                                   "type": "io.containerd.runc.v2", "default": False}}
+
+
+def test_cdi_spec_json_form() -> None:
+    # The device plugin writes JSON specs (NVIDIA/k8s-device-plugin#632).
+    spec = parse_cdi_spec(json.dumps({
+        "cdiVersion": "v0.5.0", "kind": "k8s.device-plugin.nvidia.com/gpu",
+        "devices": [{"name": "GPU-13f2a0cd-9ac8-a110-68c4-b0e9bd769db1",
+                     "containerEdits": {"deviceNodes": [{"path": "/dev/nvidia0", "hostPath": "/dev/nvidia0"}]}}],
+        "containerEdits": {"mounts": [{"hostPath": "/usr/lib64/libcuda.so.550.54.15",
+                                       "containerPath": "/usr/lib64/libcuda.so.550.54.15"}]}}))
+    assert spec["format"] == "json"
+    assert spec["kind"] == "k8s.device-plugin.nvidia.com/gpu"
+    assert spec["devices"] == ["GPU-13f2a0cd-9ac8-a110-68c4-b0e9bd769db1"]
+    assert spec["device_nodes"] == ["/dev/nvidia0"]
+    assert spec["driver_versions"] == ["550.54.15"]
+
+
+def test_cdi_list_ignores_log_lines() -> None:
+    out = ("INFO[0000] Found 3 CDI devices\nnvidia.com/gpu=0\n"
+           "nvidia.com/gpu=GPU-e9050893-7feb-1b73-f785-1e25e3d12837\nnvidia.com/gpu=all\n")
+    assert parse_cdi_list(out) == ["nvidia.com/gpu=0", "nvidia.com/gpu=GPU-e9050893-7feb-1b73-f785-1e25e3d12837",
+                                   "nvidia.com/gpu=all"]
+
+
+@pytest.mark.parametrize(("expression", "facts", "expected"), [
+    # a CUDA 10.0 image's expression (nvidia-container-runtime merge request 18)
+    ("cuda>=10.0 brand=tesla,driver>=384,driver<385 brand=tesla,driver>=410,driver<411",
+     {"cuda": "10.0", "driver": "410.48"}, True),
+    ("cuda>=10.0 brand=tesla,driver>=384,driver<385", {"cuda": "9.2", "driver": "396.26"}, False),
+    ("cuda>=10.0 brand=tesla,driver>=384,driver<385", {"cuda": "9.0", "driver": "384.81"}, None),
+    ("cuda>=10.0 brand=tesla,driver>=384,driver<385", {"cuda": "9.0", "driver": "384.81", "brand": "Tesla"}, True),
+    ("cuda>=10.0 brand=tesla,driver>=384,driver<385", {"cuda": "9.0", "driver": "384.81", "brand": "GeForce"}, False),
+    ("cuda>=12.4", {"cuda": None}, None),
+    ("cuda>=12.4,arch>=8.0", {"cuda": "12.4", "arch": "9.0"}, True),
+    ("", {"cuda": "12.4"}, None),
+    ("cuda>>12", {"cuda": "12.4"}, False),
+])
+def test_eval_require(expression: str, facts: dict, expected: object) -> None:
+    assert eval_require(expression, facts) is expected
+
+
+def test_parse_require_keeps_invalid_conditions() -> None:
+    assert parse_require("cuda>=12.4,bogus") == [[("cuda", ">=", "12.4"), ("invalid", "", "bogus")]]
+
+
+def test_compat_table_is_ordered_and_consistent() -> None:
+    drivers = [version_tuple(d) for _, d in CUDA_TOOLKIT_DRIVERS]
+    assert drivers == sorted(drivers, reverse=True), "newest release first, drivers never decrease"
+    assert minimum_driver("12.0") == "525.60.13" == CUDA_MINOR_COMPAT_DRIVERS[12]
+    assert minimum_driver("12.8") == "570.26"
+    assert CUDA_MINOR_COMPAT_DRIVERS[13] == "580"
+
+
+def test_requested_gpus_volume_mount_strategy() -> None:
+    assert requested_gpus("/var/run/nvidia-container-devices") is None
+    assert requested_gpus(" all ") == -1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=400))
+def test_parsers_never_raise(text: str) -> None:
+    parse_cli_info(text)
+    parse_cdi_spec(text)
+    parse_cdi_list(text)
+    parse_toml(text)
+    parse_toolkit_version(text)
+    eval_require(text, {"cuda": "12.4", "driver": "550.54.14"})
+
+
+def _check(snapshot: dict, only: str) -> dict:
+    import os
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump({"schema_version": 1, **snapshot}, handle)
+    try:
+        _, out, _ = run_cli("check", "--snapshot", handle.name, "--format", "json", "--only", only)
+    finally:
+        os.unlink(handle.name)
+    return json.loads(out)["findings"][0]
+
+
+def test_checks_skip_on_gpu_host_without_toolkit() -> None:
+    """The GPU test host has a driver but no Docker or toolkit: container checks skip, never fail."""
+    snapshot = {"host": {"euid": 0, "in_container": False},
+                "files": {"/etc/nvidia-container-runtime/config.toml": {"error": "ENOENT"},
+                          "/etc/docker/daemon.json": {"error": "ENOENT"}},
+                "paths": {p: {"error": "ENOENT"} for p in ("/usr/bin/nvidia-ctk", "/usr/bin/nvidia-container-cli",
+                                                           "/usr/bin/nvidia-container-runtime",
+                                                           "/usr/bin/nvidia-container-runtime-hook")},
+                "commands": {"nvidia-container-cli-info": {"argv": ["nvidia-container-cli", "info"],
+                                                           "error": "not-found"}}}
+    for check_id in ("toolkit-installed", "runtime-configured", "toolkit-config", "cdi-specs",
+                     "container-cli-info", "container-visible-devices", "container-driver-capabilities",
+                     "require-cuda", "cuda-forward-compat"):
+        assert _check(snapshot, check_id)["status"] == "skip", check_id
+
+
+def test_containerd_v3_dropin_not_imported_is_only_a_warning() -> None:
+    dropin = ('version = 3\n[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.nvidia.options]\n'
+              'BinaryName = "/usr/bin/nvidia-container-runtime"\n')
+    finding = _check({"files": {"/etc/containerd/config.toml": {"text": "version = 3\n"},
+                                "/etc/containerd/conf.d/99-nvidia.toml": {"text": dropin}},
+                      "paths": {"/usr/bin/nvidia-container-runtime": {"kind": "file"}}}, "runtime-configured")
+    assert finding["status"] == "warn"
+    assert "containerd config dump" in finding["summary"]
+
+
+def test_gpu_operator_toolkit_outside_usr_bin_is_not_missing() -> None:
+    dropin = ('version = 2\n[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.nvidia.options]\n'
+              'BinaryName = "/usr/local/nvidia/toolkit/nvidia-container-runtime"\n')
+    finding = _check({"files": {"/etc/containerd/config.toml": {"text": dropin}},
+                      "paths": {p: {"error": "ENOENT"} for p in ("/usr/bin/nvidia-ctk", "/usr/bin/nvidia-container-cli",
+                                                                 "/usr/bin/nvidia-container-runtime",
+                                                                 "/usr/bin/nvidia-container-runtime-hook")}},
+                     "toolkit-installed")
+    assert finding["status"] == "ok", finding["summary"]
+
+
+# -- "could not read" is never "ok" (and never "absent") -------------------------------------------
+DENIED = {"error": "EACCES", "detail": "Permission denied"}
+
+
+def test_unreadable_daemon_json_is_unknown_not_ok() -> None:
+    paths = {p: {"kind": "file"} for p in ("/usr/bin/nvidia-ctk", "/usr/bin/nvidia-container-cli")}
+    finding = _check({"files": {"/etc/docker/daemon.json": dict(DENIED)},
+                      "paths": dict(paths, **{"/usr/bin/nvidia-container-runtime-hook": {"error": "ENOENT"}})},
+                     "toolkit-installed")
+    assert finding["status"] == "unknown"
+    assert "/etc/docker/daemon.json could not be read (EACCES: Permission denied)" in finding["summary"]
+    finding = _check({"files": {"/etc/docker/daemon.json": dict(DENIED)}, "paths": paths}, "runtime-configured")
+    assert finding["status"] == "unknown" and "daemon.json" in finding["summary"], finding
+
+
+def test_unreadable_runtime_binary_is_unknown_not_registered() -> None:
+    daemon = json.dumps({"runtimes": {"nvidia": {"path": "/usr/bin/nvidia-container-runtime"}}})
+    finding = _check({"files": {"/etc/docker/daemon.json": {"text": daemon}},
+                      "paths": {"/usr/bin/nvidia-container-runtime": dict(DENIED)}}, "runtime-configured")
+    assert finding["status"] == "unknown" and "/usr/bin/nvidia-container-runtime" in finding["summary"]
+
+
+def test_unreadable_ldconfig_is_unknown() -> None:
+    finding = _check({"files": {"/etc/nvidia-container-runtime/config.toml": {
+                          "text": '[nvidia-container-cli]\nldconfig = "@/sbin/ldconfig.real"\n'}},
+                      "paths": {"/sbin/ldconfig.real": dict(DENIED)}}, "toolkit-config")
+    assert finding["status"] == "unknown" and "/sbin/ldconfig.real could not be examined" in finding["summary"]
+
+
+@pytest.mark.parametrize("init", [True, 1, "ok", [], {"error": "x"}, {"error": {"name": 5}}])
+def test_visible_devices_survives_odd_nvml_init(init: object) -> None:
+    finding = _check({"paths": {"/.dockerenv": {"kind": "file"}}, "env": {"NVIDIA_VISIBLE_DEVICES": "all"},
+                      "nvml": {"init": init, "devices": 3}}, "container-visible-devices")
+    assert finding["status"] == "unknown" and "internal_error" not in finding["evidence"], finding
