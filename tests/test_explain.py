@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
-from conftest import REPO, run_cli
-
-sys.path.insert(0, str(REPO / "tests" / "tools"))
-from gen_error_index import TARGET, build, render  # noqa: E402
-
-from gpu_runbook.explain import explain, load_index  # noqa: E402
+from conftest import run_cli
+from gen_error_index import TARGET, build, render
+from gpu_runbook.explain import explain, load_index
 
 
 def test_index_is_current_with_the_pages() -> None:
@@ -31,7 +27,7 @@ def test_explain_cli(tmp_path) -> None:
         pytest.fail("errors.json is empty: the pages list no error strings")
     code, out, _ = run_cli("explain", index[0]["error"])
     assert code == 0 and index[0]["page"] in out
-    code, out, err = run_cli("explain", "zzz qqq nothing like a GPU error")
+    code, out, _ = run_cli("explain", "zzz qqq nothing like a GPU error")
     assert code == 1 and "no runbook page" in out
     code, out, _ = run_cli("explain", "--json", index[0]["error"])
     assert json.loads(out)[0]["page"] == index[0]["page"]

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
 import tempfile
 from collections.abc import Sequence
-from typing import Optional, TextIO
+from typing import TYPE_CHECKING, Optional, TextIO
 
 from gpu_runbook import __version__
 from gpu_runbook.render import EXIT_UNKNOWN, OutputFormat, exit_code, renderer_for
+from gpu_runbook.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from gpu_runbook.redact import Redactor
 
 PROG = "gpu-runbook"
+REDACT_HELP = ("replace GPU UUIDs, serials, host names, IP and MAC addresses and user names with stable "
+               "placeholders (GPU-UUID-1, HOST-1, ...) in the snapshot and the report")
 
 
 class UsageError(Exception):
@@ -48,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Read-only GPU doctor: findings that link to the runbook page that "
                                             "fixes them.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="{collect,check,list}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="{collect,check,list,explain}")
 
     def host_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--root", type=_root_dir, default="/",
@@ -64,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     collect.add_argument("-o", "--output", help="write the snapshot here (default: standard output); "
                                                 "an existing file is not overwritten without --force")
     collect.add_argument("--force", action="store_true", help="overwrite the --output file if it exists")
+    collect.add_argument("--redact", action="store_true", help=REDACT_HELP)
 
     check = sub.add_parser("check", help="judge this host (or a snapshot) and print findings")
     host_options(check)
@@ -71,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--format", choices=[f.value for f in OutputFormat], default=OutputFormat.TEXT.value)
     check.add_argument("--only", help="comma-separated check ids to run (see `gpu-runbook list`)")
     check.add_argument("--no-color", action="store_true", help="no colour even on a terminal")
+    check.add_argument("--redact", action="store_true", help=REDACT_HELP)
+
+    explain = sub.add_parser("explain", help="find the runbook pages for a pasted error message")
+    explain.add_argument("message", nargs="+", help="the error text ('-' reads it from stdin)")
+    explain.add_argument("--json", action="store_true", help="as JSON")
 
     listing = sub.add_parser("list", help="print the check catalogue")
     listing.add_argument("--json", action="store_true", help="as JSON")
@@ -89,7 +102,9 @@ def _write_output(path: Optional[str], text: str, force: bool, stdout: TextIO) -
     except OSError as exc:
         raise UsageError(f"cannot write to {directory}: {exc.strerror or exc}") from None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        # backslashreplace: a lone surrogate (a non-UTF-8 file name or environment value, decoded by
+        # Python with surrogateescape) is written as the JSON escape \udcXX instead of failing.
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as handle:
             handle.write(text)
         os.replace(tmp, path)
     except OSError as exc:
@@ -98,10 +113,29 @@ def _write_output(path: Optional[str], text: str, force: bool, stdout: TextIO) -
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
+def _redactor(enabled: bool) -> Optional[Redactor]:
+    """The run's one Redactor (so snapshot and report share placeholders), told this user's names."""
+    if not enabled:
+        return None
+    from gpu_runbook.redact import Redactor
+
+    names = [os.environ.get(v, "") for v in ("USER", "LOGNAME", "SUDO_USER")]
+    try:
+        import pwd
+
+        names.append(pwd.getpwuid(os.geteuid()).pw_name)
+    except (ImportError, KeyError, OSError):
+        pass
+    return Redactor(users=[n for n in names if n])
+
+
 def cmd_collect(args: argparse.Namespace, stdout: TextIO) -> int:
     from gpu_runbook.doctor import obtain_snapshot
 
     snapshot, _ = obtain_snapshot(None, args.root, args.live, args.deadline)
+    redactor = _redactor(args.redact)
+    if redactor is not None:
+        snapshot = Snapshot(redactor.snapshot(snapshot.data))
     _write_output(args.output, snapshot.to_json() + "\n", args.force, stdout)
     return 0
 
@@ -111,14 +145,48 @@ def cmd_check(args: argparse.Namespace, stdout: TextIO) -> int:
 
     if args.snapshot and (args.root != "/" or args.live):
         raise UsageError("--snapshot judges a recorded host; it cannot be combined with --root or --live")
+    redactor = _redactor(args.redact)
     try:
-        findings, source = judge(args.snapshot, args.root, args.only, args.live, args.deadline)
+        if redactor is None:
+            findings, source = judge(args.snapshot, args.root, args.only, args.live, args.deadline)
+        else:
+            # Redact the snapshot before judging, so evidence and summaries carry only placeholders.
+            from gpu_runbook.doctor import obtain_snapshot, parse_only
+            from gpu_runbook.registry import run_checks
+
+            ids = parse_only(args.only)
+            snapshot, source = obtain_snapshot(args.snapshot, args.root, args.live, args.deadline)
+            findings = run_checks(Snapshot(redactor.snapshot(snapshot.data)), ids)
+            source = redactor.text(source)
     except DoctorError as exc:
         raise UsageError(str(exc)) from None
     fmt = OutputFormat(args.format)
     colour = fmt is OutputFormat.TEXT and not args.no_color and stdout.isatty() and "NO_COLOR" not in os.environ
-    renderer_for(fmt)(findings, stdout, {"source": source, "colour": colour})
+    if redactor is None:
+        renderer_for(fmt)(findings, stdout, {"source": source, "colour": colour})
+    else:
+        # And the rendered report once more, with the same mapping, for anything a renderer adds.
+        buffer = io.StringIO()
+        renderer_for(fmt)(findings, buffer, {"source": source, "colour": colour})
+        stdout.write(redactor.text(buffer.getvalue()))
     return exit_code(findings)
+
+
+def cmd_explain(args: argparse.Namespace, stdout: TextIO) -> int:
+    from gpu_runbook.explain import explain
+    from gpu_runbook.pages import PAGES
+
+    text = sys.stdin.read(1024 * 1024) if args.message == ["-"] else " ".join(args.message)
+    matches = explain(text)
+    if args.json:
+        json.dump([{"page": m.page, "title": PAGES[m.page].title, "url": m.url, "matched": m.error}
+                   for m in matches], stdout, indent=2)
+        stdout.write("\n")
+    elif not matches:
+        stdout.write("no runbook page matches this message; try `gpu-runbook check`, or search the site\n")
+    for m in matches if not args.json else []:
+        stdout.write(f"{PAGES[m.page].title}\n  {m.url}\n  matched: {m.error}\n")
+    return 0 if matches else 1
 
 
 def cmd_list(args: argparse.Namespace, stdout: TextIO) -> int:
@@ -141,13 +209,22 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
          stderr: Optional[TextIO] = None) -> int:
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
+    for stream in (stdout, stderr):
+        # Host text can hold lone surrogates (non-UTF-8 names): print them escaped, never crash on them.
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):
+                pass
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
         if args.command is None:
             parser.print_help(stdout)
             return EXIT_UNKNOWN
-        handler = {"collect": cmd_collect, "check": cmd_check, "list": cmd_list}[args.command]
+        handler = {"collect": cmd_collect, "check": cmd_check, "list": cmd_list,
+                   "explain": cmd_explain}[args.command]
         return handler(args, stdout)
     except UsageError as exc:
         stderr.write(f"{PROG}: error: {exc}\n")

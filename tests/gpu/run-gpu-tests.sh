@@ -22,6 +22,8 @@ export PYTHONPATH="snippets${PYTHONPATH:+:$PYTHONPATH}"
 status=${PIPESTATUS[0]}
 "$PY" -m pytest -p no:cacheprovider -o addopts="" --nbval-lax notebooks 2>&1 | tee "$OUT/nbval.txt"
 nbval=${PIPESTATUS[0]}
+# A redacted live snapshot: the real capture that healthy-host scenarios are built from.
+"$PY" -m gpu_runbook collect --redact --force -o "$OUT/snapshot-live.json"
 "$PY" tests/gpu/record_run.py --junit "$OUT/gpu-junit.xml" | tee "$OUT/record.txt"
 cp tests/gpu/runs/*.json "$OUT/" 2>/dev/null || true
 echo "test-gpu: pytest exit $status, nbval exit $nbval"
