@@ -55,7 +55,12 @@ def main() -> int:
     snapshot = Snapshot(collect())
     findings = run_checks(snapshot)
     nvml = snapshot.nvml
-    devices = nvml.get("devices") or [{}]
+    devices = nvml.get("devices") or []
+    if not devices or not isinstance(devices[0], dict) or not isinstance(devices[0].get("name"), str):
+        # A record says "verified on <GPU>" on the site: never write one without a GPU that NVML named.
+        print(f"record_run: NVML reports no GPU here ({nvml.get('init') or nvml.get('error')}); no record written",
+              file=sys.stderr)
+        return 2
     cuda = nvml.get("cuda_driver_version")
     os_release = snapshot.file("/etc/os-release").text or ""
     pretty = re.search(r'^PRETTY_NAME="?([^"\n]*)', os_release, re.MULTILINE)

@@ -5,18 +5,23 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PYTHON:-python3}
+if [ ! -e /proc/driver/nvidia/version ]; then
+  echo "test-gpu: no NVIDIA driver loaded on this host (/proc/driver/nvidia/version missing); nothing to verify" >&2
+  exit 2
+fi
 OUT=${OUT:-out/gpu}
 mkdir -p "$OUT"
 if ! "$PY" -c 'import papermill, nbval, ipykernel, pynvml' 2>/dev/null; then
   if [ -d wheelhouse ]; then
     "$PY" -m pip install -q --no-index --find-links wheelhouse --target .gpu-deps \
       nvidia-ml-py pytest papermill nbval ipykernel nbformat || exit 2
-    export PYTHONPATH=".gpu-deps${PYTHONPATH:+:$PYTHONPATH}"
+    export PYTHONPATH="$PWD/.gpu-deps${PYTHONPATH:+:$PYTHONPATH}"
   else
     echo "test-gpu: papermill/nbval/ipykernel/pynvml missing and no ./wheelhouse (run: make wheelhouse)" >&2
   fi
 fi
-export PYTHONPATH="snippets${PYTHONPATH:+:$PYTHONPATH}"
+# Absolute: notebook kernels start in notebooks/, where relative entries would point nowhere.
+export PYTHONPATH="$PWD/snippets${PYTHONPATH:+:$PYTHONPATH}"
 "$PY" -m pytest -p no:cacheprovider -o addopts="-ra" -m gpu tests/gpu --junitxml "$OUT/gpu-junit.xml" 2>&1 \
   | tee "$OUT/pytest-gpu.txt"
 status=${PIPESTATUS[0]}
@@ -25,6 +30,7 @@ nbval=${PIPESTATUS[0]}
 # A redacted live snapshot: the real capture that healthy-host scenarios are built from.
 "$PY" -m gpu_runbook collect --redact --force -o "$OUT/snapshot-live.json"
 "$PY" tests/gpu/record_run.py --junit "$OUT/gpu-junit.xml" | tee "$OUT/record.txt"
+record=${PIPESTATUS[0]}
 cp tests/gpu/runs/*.json "$OUT/" 2>/dev/null || true
-echo "test-gpu: pytest exit $status, nbval exit $nbval"
-[ "$status" = 0 ] && [ "$nbval" = 0 ]
+echo "test-gpu: pytest exit $status, nbval exit $nbval, record exit $record"
+[ "$status" = 0 ] && [ "$nbval" = 0 ] && [ "$record" = 0 ]
