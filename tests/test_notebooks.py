@@ -74,3 +74,17 @@ def test_notebooks_are_committed_without_outputs() -> None:
             if cell.cell_type == "code":
                 assert not cell.outputs and cell.execution_count is None, f"{path.name}: clear outputs"
         assert any("parameters" in c.metadata.get("tags", []) for c in nb.cells), f"{path.name}: no parameters"
+
+
+def test_triage_notebook_redacts_what_it_shows(tmp_path: Path) -> None:
+    # The snapshot's own path names its owner (/home/<user>/...), and the notebook prints it.
+    home = tmp_path / "home" / "alice-gpu-ops"
+    home.mkdir(parents=True)
+    snapshot = home / "snap.json"
+    snapshot.write_text(_scenario("broken-").read_text())
+    shown = lambda nb: json.dumps([c.get("outputs", []) for c in nb.cells])  # noqa: E731
+    plain = _execute(tmp_path, snapshot_path=str(snapshot))
+    masked = _execute(tmp_path, snapshot_path=str(snapshot), redact=True)
+    assert "alice-gpu-ops" in shown(plain)
+    assert "alice-gpu-ops" not in shown(masked) and "USER-1" in shown(masked)
+    assert _result(masked)["findings"] == _result(plain)["findings"]

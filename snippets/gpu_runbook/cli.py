@@ -114,19 +114,11 @@ def _write_output(path: Optional[str], text: str, force: bool, stdout: TextIO) -
 
 
 def _redactor(enabled: bool) -> Optional[Redactor]:
-    """The run's one Redactor (so snapshot and report share placeholders), told this user's names."""
     if not enabled:
         return None
-    from gpu_runbook.redact import Redactor
+    from gpu_runbook.redact import process_redactor
 
-    names = [os.environ.get(v, "") for v in ("USER", "LOGNAME", "SUDO_USER")]
-    try:
-        import pwd
-
-        names.append(pwd.getpwuid(os.geteuid()).pw_name)
-    except (ImportError, KeyError, OSError):
-        pass
-    return Redactor(users=[n for n in names if n])
+    return process_redactor()
 
 
 def cmd_collect(args: argparse.Namespace, stdout: TextIO) -> int:
@@ -147,28 +139,16 @@ def cmd_check(args: argparse.Namespace, stdout: TextIO) -> int:
         raise UsageError("--snapshot judges a recorded host; it cannot be combined with --root or --live")
     redactor = _redactor(args.redact)
     try:
-        if redactor is None:
-            findings, source = judge(args.snapshot, args.root, args.only, args.live, args.deadline)
-        else:
-            # Redact the snapshot before judging, so evidence and summaries carry only placeholders.
-            from gpu_runbook.doctor import obtain_snapshot, parse_only
-            from gpu_runbook.registry import run_checks
-
-            ids = parse_only(args.only)
-            snapshot, source = obtain_snapshot(args.snapshot, args.root, args.live, args.deadline)
-            findings = run_checks(Snapshot(redactor.snapshot(snapshot.data)), ids)
-            source = redactor.text(source)
+        findings, source = judge(args.snapshot, args.root, args.only, args.live, args.deadline,
+                                 redact=redactor.snapshot if redactor is not None else None)
     except DoctorError as exc:
         raise UsageError(str(exc)) from None
     fmt = OutputFormat(args.format)
     colour = fmt is OutputFormat.TEXT and not args.no_color and stdout.isatty() and "NO_COLOR" not in os.environ
-    if redactor is None:
-        renderer_for(fmt)(findings, stdout, {"source": source, "colour": colour})
-    else:
-        # And the rendered report once more, with the same mapping, for anything a renderer adds.
-        buffer = io.StringIO()
-        renderer_for(fmt)(findings, buffer, {"source": source, "colour": colour})
-        stdout.write(redactor.text(buffer.getvalue()))
+    buffer = io.StringIO()
+    renderer_for(fmt)(findings, buffer, {"source": source, "colour": colour})
+    # With --redact the rendered report passes the same mapping once more, for anything a renderer adds.
+    stdout.write(redactor.text(buffer.getvalue()) if redactor is not None else buffer.getvalue())
     return exit_code(findings)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Optional
+from typing import Any, Callable, Optional
 
 from gpu_runbook.findings import Finding
 from gpu_runbook.probes.plan import DEFAULT_DEADLINE_S
@@ -42,8 +42,15 @@ def obtain_snapshot(snapshot_path: Optional[str] = None, root: str = "/", live: 
 
 
 def judge(snapshot_path: Optional[str] = None, root: str = "/", only: Optional[object] = None,
-          live: Optional[bool] = None, deadline: float = DEFAULT_DEADLINE_S) -> tuple[list[Finding], str]:
-    """Findings for a snapshot file or the host, and a description of where the facts came from."""
+          live: Optional[bool] = None, deadline: float = DEFAULT_DEADLINE_S, *,
+          redact: Optional[Callable[[dict[str, Any]], dict[str, Any]]] = None) -> tuple[list[Finding], str]:
+    """Findings for a snapshot file or the host, and a description of where the facts came from.
+
+    `redact` rewrites the snapshot before the checks see it, so evidence and summaries carry only
+    its placeholders.
+    """
     ids: Optional[Sequence[str]] = parse_only(only)
     snapshot, source = obtain_snapshot(snapshot_path, root, live, deadline)
+    if redact is not None:
+        snapshot = Snapshot(redact(snapshot.data))
     return run_checks(snapshot, ids), source

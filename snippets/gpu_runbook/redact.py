@@ -19,6 +19,7 @@ device numbers and file modes are not identifying and stay, since the checks nee
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from collections.abc import Iterable
 from typing import Any, Optional
@@ -238,3 +239,15 @@ def redact_text(text: str, redactor: Optional[Redactor] = None) -> str:
     'eth0 MAC-1 IP-1 IPV6-1 /home/USER-1/x 0000:3b:00.0'
     """
     return (redactor or Redactor()).text(text)
+
+
+def process_redactor() -> Redactor:
+    """One run's Redactor (snapshot and report share its placeholders), told the names of this user."""
+    names = [os.environ.get(v, "") for v in ("USER", "LOGNAME", "SUDO_USER")]
+    try:
+        import pwd
+
+        names.append(pwd.getpwuid(os.geteuid()).pw_name)
+    except (ImportError, KeyError, OSError):
+        pass
+    return Redactor(users=[n for n in names if n])
