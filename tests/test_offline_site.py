@@ -16,7 +16,6 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
 pytestmark = pytest.mark.browser
@@ -115,16 +114,23 @@ def test_search_finds_error_strings(site_url: str, browser_page, query: str, exp
     box = page.locator("input.md-search__input")
     box.wait_for(state="visible", timeout=5000)
     results = page.locator(".md-search-result__item")
-    for _ in range(10):  # the search worker loads its index asynchronously: type again until it answers
-        box.fill("")
-        box.type(query)
-        try:
-            results.first.wait_for(state="attached", timeout=2000)
+
+    def hrefs() -> list[str]:
+        return [results.nth(i).locator("a").first.get_attribute("href") or "" for i in range(results.count())]
+
+    # fill() sets the whole query at once (typing would search each prefix); the search worker loads its
+    # index asynchronously, so poll until the results for this query arrive.
+    box.fill(query)
+    found: list[str] = []
+    for _ in range(80):
+        page.wait_for_timeout(250)
+        found = hrefs()
+        if found and (not expected_page or any(expected_page in href for href in found)):
             break
-        except PlaywrightTimeout:
-            continue
-    assert results.count() > 0, f"no search results for {query!r}"
+        if not found and _ % 8 == 7:
+            box.fill("")
+            box.fill(query)
+    assert found, f"no search results for {query!r}"
     if expected_page:
-        links = [results.nth(i).locator("a").first.get_attribute("href") or "" for i in range(results.count())]
-        assert any(expected_page in href for href in links), links
+        assert any(expected_page in href for href in found), found
     assert not outside, outside

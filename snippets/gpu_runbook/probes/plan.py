@@ -25,6 +25,10 @@ FILES: tuple[str, ...] = (
     "/proc/driver/nvidia/capabilities/mig/monitor",
     "/proc/driver/nvidia-caps/mig-minors",
     "/proc/driver/nvidia-caps/sys-minors",
+    # MIG instances that exist (host) or were granted (container): one access file per GPU and compute
+    # instance, named by the GPU's device minor; their DeviceFileMinor names the /dev/nvidia-caps node
+    "/proc/driver/nvidia/capabilities/gpu*/mig/gi*/access",
+    "/proc/driver/nvidia/capabilities/gpu*/mig/gi*/ci*/access",
     "/sys/module/nvidia/version",
     "/sys/module/nvidia_uvm/version",
     "/sys/module/nouveau/initstate",
@@ -69,6 +73,10 @@ FILES: tuple[str, ...] = (
     "/var/run/cdi/*.yaml",
     "/var/run/cdi/*.json",
     "/etc/ld.so.conf.d/*.conf",
+    # Kubernetes node: the kubelet's device checkpoint (what device plugins registered) and GPU feature
+    # discovery's label file for NFD's local source
+    "/var/lib/kubelet/device-plugins/kubelet_internal_checkpoint",
+    "/etc/kubernetes/node-feature-discovery/features.d/*",
 )
 
 # Paths whose lstat is recorded (device nodes, links, marker files). Missing ones are recorded as ENOENT:
@@ -114,12 +122,17 @@ PATHS: tuple[str, ...] = (
     "/var/log",
     "/var/log/nvidia-container-toolkit.log",
     "/var/log/nvidia-container-runtime.log",
+    # MPS: the control daemon's default pipe directory and its socket (present while the daemon runs)
+    "/tmp/nvidia-mps",  # noqa: S108  (lstat only)
+    "/tmp/nvidia-mps/control",  # noqa: S108  (lstat only)
+    "/etc/kubernetes/node-feature-discovery/features.d",
 )
 
 # Directories whose entries are listed ({name: link target or None}).
 DIRS: tuple[str, ...] = (
     "/dev/char",
     "/dev/nvidia-caps",
+    "/var/lib/kubelet/device-plugins",  # kubelet.sock and one socket per registered device plugin
 )
 
 # Device nodes the open test (probes/devopen.py) opens O_RDONLY|O_NONBLOCK and closes at once, recording
@@ -163,6 +176,9 @@ COMMANDS: dict[str, Command] = {
     "nvidia-ctk-cdi-list": Command(("nvidia-ctk", "cdi", "list"), 8.0, "CDI devices the toolkit resolves"),
     "getenforce": Command(("getenforce",), 3.0, "SELinux mode"),
     "mokutil-sb-state": Command(("mokutil", "--sb-state"), 3.0, "Secure Boot state"),
+    # Reads the kernel ring buffer (needs root or kernel.dmesg_restrict=0); no level filter, because the
+    # driver's Xid lines do not carry one fixed log level.
+    "dmesg": Command(("dmesg",), 5.0, "kernel log: NVRM Xid lines, the GPU errors since boot"),
 }
 
 MAX_FILE_BYTES = 1024 * 1024

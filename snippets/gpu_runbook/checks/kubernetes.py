@@ -1,0 +1,426 @@
+"""Checks of a Kubernetes GPU node: device plugin registration, time-slicing, GFD labels, GPU requests, Xid errors.
+
+They read what the node keeps on disk (the kubelet's device-plugin directory and checkpoint, GFD's label
+file), the environment of the pod the doctor runs in, and the kernel log. None needs the Kubernetes API:
+on a host without a kubelet every one of them skips, saying why.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Optional
+
+from gpu_runbook.findings import Verdict, fail, ok, skip, unknown, warn
+from gpu_runbook.parsers.kubernetes import (
+    XidEvent,
+    label_driver_version,
+    parse_device_checkpoint,
+    parse_feature_labels,
+    parse_xid_lines,
+    split_replica_id,
+    xid_recovery_action,
+)
+from gpu_runbook.parsers.proc import DriverVersion
+from gpu_runbook.probes.commands import MAX_OUTPUT_CHARS
+from gpu_runbook.registry import check, fact
+from gpu_runbook.snapshot import Missing, Snapshot
+
+DEVICE_PLUGIN_DIR = "/var/lib/kubelet/device-plugins"
+CHECKPOINT = DEVICE_PLUGIN_DIR + "/kubelet_internal_checkpoint"
+FEATURES_DIR = "/etc/kubernetes/node-feature-discovery/features.d"
+GFD_FILE = FEATURES_DIR + "/gfd"  # gpu-feature-discovery --output-file default
+UNREADABLE = ("ENOENT", "ENOTDIR", "not-collected")
+
+
+def _gpu_count(nvml: Optional[dict[str, Any]]) -> Optional[int]:
+    """GPUs NVML counted, or None when NVML did not answer."""
+    if not nvml or "error" in nvml or not isinstance(nvml.get("init"), dict) or not nvml["init"].get("ok"):
+        return None
+    count = nvml.get("device_count")
+    return count if isinstance(count, int) and not isinstance(count, bool) and count >= 0 else None
+
+
+def _nvml_unreadable(nvml: Optional[dict[str, Any]]) -> bool:
+    """NVML was asked and could not answer (as opposed to: not asked, e.g. under --root)."""
+    return bool(nvml) and "skipped" not in nvml and _gpu_count(nvml) is None
+
+
+# -- facts of this section ------------------------------------------------------------------------
+
+@fact("device_plugin_dir")
+def device_plugin_dir_fact(snapshot: Snapshot) -> list[str]:
+    """Names in /var/lib/kubelet/device-plugins (kubelet.sock, nvidia-gpu.sock, the checkpoint)."""
+    listing = snapshot.dir(DEVICE_PLUGIN_DIR)
+    error = listing.get("error")
+    if error in UNREADABLE:
+        raise Missing(f"{DEVICE_PLUGIN_DIR} is absent: not a Kubernetes node (no kubelet device manager)", "skip")
+    if error is not None or not isinstance(listing.get("entries"), dict):
+        raise Missing(f"{DEVICE_PLUGIN_DIR} could not be listed ({error or 'malformed'})")
+    return sorted(str(name) for name in listing["entries"])
+
+
+@fact("device_checkpoint")
+def device_checkpoint_fact(snapshot: Snapshot) -> dict[str, list[str]]:
+    """The kubelet's RegisteredDevices: {resource: [device ids]} from kubelet_internal_checkpoint."""
+    checkpoint = snapshot.file(CHECKPOINT)
+    if checkpoint.error == "not-collected":
+        raise Missing(f"{CHECKPOINT} was not collected in this snapshot", "skip")
+    devices = parse_device_checkpoint(checkpoint.require())
+    if devices is None:
+        raise Missing(f"{CHECKPOINT} is not a kubelet device checkpoint")
+    return devices
+
+
+@fact("checkpoint_state")
+def checkpoint_state_fact(snapshot: Snapshot) -> dict[str, Any]:
+    """The checkpoint, or why there is none: {"devices": {...} or None, "unreadable": reason or None}.
+
+    The kubelet writes it once a device plugin registers, so its absence alone says little; an unreadable
+    one must still keep a check from concluding ok.
+    """
+    try:
+        return {"devices": device_checkpoint_fact(snapshot), "unreadable": None}
+    except Missing as exc:
+        return {"devices": None, "unreadable": None if exc.status == "skip" else exc.reason}
+
+
+@fact("gfd_labels")
+def gfd_labels_fact(snapshot: Snapshot) -> dict[str, str]:
+    """The labels GPU feature discovery wrote for NFD (features.d/gfd, or any file there with nvidia.com/ labels)."""
+    files = snapshot.files_matching(FEATURES_DIR + "/")
+    gfd = files.get(GFD_FILE)
+    if gfd is not None and gfd.text is None and not gfd.absent:
+        raise Missing(f"{GFD_FILE} could not be read ({gfd.why})")
+    for fact_ in ([gfd] if gfd is not None else []) + [f for p, f in files.items() if p != GFD_FILE]:
+        if fact_.text is not None and "nvidia.com/" in fact_.text:
+            return parse_feature_labels(fact_.text)
+    unreadable = [f for f in files.values() if f.text is None and not f.absent]
+    if unreadable:
+        raise Missing(f"{unreadable[0].path} could not be read ({unreadable[0].why})")
+    raise Missing(f"no GPU feature discovery labels in {FEATURES_DIR}", "skip")
+
+
+@fact("kernel_log")
+def kernel_log_fact(snapshot: Snapshot) -> str:
+    """The kernel ring buffer as `dmesg` printed it."""
+    command = snapshot.command("dmesg")
+    if command.error == "not-collected":
+        raise Missing("the kernel log was not read in this snapshot (not live)", "skip")
+    if command.error is not None:
+        raise Missing(f"the kernel log could not be read: dmesg {command.error} {command.detail}".rstrip())
+    if command.exit != 0:
+        raise Missing(f"the kernel log could not be read: dmesg exit {command.exit}: "
+                      f"{command.output.strip()[:160] or 'no output'}")
+    return command.stdout
+
+
+# -- device plugin ----------------------------------------------------------------------------------
+
+# --8<-- [start:device-plugin-registered]
+@check("device-plugin-registered", title="NVIDIA device plugin registered with the kubelet", page="device-plugin",
+       facts=("device_plugin_dir", "checkpoint_state"), optional=("nvml", "kernel_driver"))
+def device_plugin_not_registered(entries: list[str], checkpoint: dict[str, Any], nvml: Optional[dict[str, Any]],
+                                 driver: Optional[DriverVersion]) -> Verdict:
+    """A kubelet runs on this GPU node but no NVIDIA device plugin socket is registered, so the node advertises
+    no nvidia.com/gpu and GPU pods stay Pending: "0/N nodes are available: N Insufficient nvidia.com/gpu".
+
+    ## Why it matters
+    The kubelet learns about GPUs only from a device plugin that serves a socket in
+    /var/lib/kubelet/device-plugins (nvidia-gpu.sock for nvidia.com/gpu) and registers through kubelet.sock.
+    No socket: capacity and allocatable nvidia.com/gpu are absent or 0, and the scheduler never places a GPU pod
+    here. Fewer GPUs registered than NVML sees means some GPUs were marked unhealthy or were not found.
+
+    ## Evidence
+    The names in /var/lib/kubelet/device-plugins, RegisteredDevices from kubelet_internal_checkpoint,
+    and NVML's GPU count.
+
+    ## References
+    Kubernetes docs, "Device Plugins"; NVIDIA/k8s-device-plugin README (Quick Start, Prerequisites);
+    NVIDIA/k8s-device-plugin issues #33 and #159 ("Insufficient nvidia.com/gpu").
+    """
+    sockets = [n for n in entries if n.startswith("nvidia") and n.endswith(".sock")]
+    gpus = _gpu_count(nvml)
+    evidence: dict[str, Any] = {"device_plugin_dir": entries, "nvidia_sockets": sockets, "nvml_gpus": gpus}
+    if "kubelet.sock" not in entries:
+        return skip(f"no kubelet.sock in {DEVICE_PLUGIN_DIR}: the kubelet's device manager is not running here",
+                    evidence)
+    if not sockets:
+        if gpus == 0:
+            return skip("kubelet node without NVIDIA GPUs (NVML counts 0): no device plugin expected", evidence)
+        if gpus is None and driver is None:
+            if _nvml_unreadable(nvml):
+                return unknown("no NVIDIA device plugin socket, and NVML could not say whether this node has GPUs",
+                               evidence)
+            return skip("no NVIDIA driver loaded on this kubelet node: not a GPU node, no device plugin expected",
+                        evidence)
+        seen = f"NVML sees {gpus} GPU(s)" if gpus else f"driver {driver.version if driver else '?'} loaded"
+        return fail(f"kubelet is running but there is no nvidia*.sock in {DEVICE_PLUGIN_DIR} ({seen}; "
+                    "expected nvidia-gpu.sock): the device plugin is not running or never registered, so the "
+                    "node advertises no nvidia.com/gpu",
+                    "Check the plugin pod on this node (kubectl get pods -A -o wide | grep device-plugin) and "
+                    "its log: no pod means nodeSelector/tolerations; \"No devices found\" means the plugin "
+                    "cannot see the GPUs (configure the NVIDIA runtime or CDI for it).",
+                    evidence, anchor="plugin-not-running")
+    devices = checkpoint.get("devices") or {}
+    registered = {r: ids for r, ids in devices.items() if r.startswith("nvidia.com/")}
+    physical = {split_replica_id(i)[0] for ids in registered.values() for i in ids}
+    evidence["registered"] = {r: len(ids) for r, ids in sorted(registered.items())}
+    # Whole GPUs only: MIG devices (MIG-...) are not comparable with NVML's GPU count.
+    if physical and gpus and all(i.startswith("GPU-") for i in physical) and len(physical) < gpus:
+        return warn(f"the device plugin registered {len(physical)} GPU(s) with the kubelet, NVML sees {gpus}: "
+                    "the missing GPUs are unhealthy or invisible to the plugin",
+                    "Look for Xid errors and health events in the plugin log and the kernel log "
+                    "(gpu-runbook check --only xid-errors).", evidence, anchor="fewer-gpus")
+    if checkpoint.get("unreadable") or (physical and _nvml_unreadable(nvml)):
+        return unknown(f"device plugin socket(s) present ({', '.join(sockets)}), but the registered GPUs could not "
+                       f"be compared with NVML ({checkpoint.get('unreadable') or 'NVML did not answer'})", evidence)
+    held = sum(len(ids) for ids in registered.values())
+    return ok(f"device plugin socket(s) registered: {', '.join(sockets)}"
+              + (f"; the kubelet holds {held} NVIDIA device(s)" if registered else ""), evidence)
+# --8<-- [end:device-plugin-registered]
+
+
+# -- time-slicing ------------------------------------------------------------------------------------
+
+# --8<-- [start:time-slicing-not-renamed]
+@check("time-slicing-not-renamed", title="Shared GPUs are not advertised as whole GPUs", page="time-slicing",
+       facts=("device_checkpoint",), optional=("gfd_labels",))
+def time_slicing_not_renamed(checkpoint: dict[str, list[str]], labels: Optional[dict[str, str]]) -> Verdict:
+    """The device plugin hands out time-sliced replicas of each GPU under the plain name nvidia.com/gpu
+    (renameByDefault: false), so pods that ask for "a GPU" silently share one, with no memory or fault isolation.
+
+    ## Why it matters
+    With time-slicing every GPU is advertised `replicas` times. Replicas share the GPU's memory and fault
+    domain: one pod can take all memory, and one crash takes the others' contexts with it. Under the name
+    nvidia.com/gpu nothing tells the workload owner; `renameByDefault: true` advertises them as
+    nvidia.com/gpu.shared so only pods that ask for a shared GPU get one.
+
+    ## Evidence
+    RegisteredDevices in the kubelet's checkpoint: replica IDs look like GPU-<uuid>::<n>; GFD's
+    nvidia.com/gpu.sharing-strategy label when present.
+
+    ## References
+    NVIDIA/k8s-device-plugin README, "Shared Access to GPUs" (renameByDefault, failRequestsGreaterThanOne);
+    NVIDIA GPU Operator docs, "Time-Slicing GPUs in Kubernetes".
+    """
+    shared: dict[str, dict[str, int]] = {}
+    for resource, ids in sorted(checkpoint.items()):
+        if not resource.startswith("nvidia.com/"):
+            continue
+        for device_id in ids:
+            base, replica = split_replica_id(device_id)
+            if replica is not None:
+                shared.setdefault(resource, {}).setdefault(base, 0)
+                shared[resource][base] += 1
+    strategy = (labels or {}).get("nvidia.com/gpu.sharing-strategy")
+    evidence: dict[str, Any] = {"resources": {r: len(ids) for r, ids in sorted(checkpoint.items())},
+                                "replicas_per_gpu": {r: sorted(set(g.values())) for r, g in shared.items()},
+                                "sharing_strategy_label": strategy}
+    if not shared:
+        return ok("no shared (replicated) GPUs registered: every nvidia.com resource is a whole device", evidence)
+    plain = [r for r in shared if not r.endswith(".shared")]
+    if strategy == "mps":
+        return ok(f"GPUs shared through MPS ({', '.join(sorted(shared))}): memory and compute are partitioned",
+                  evidence)
+    if plain:
+        counts = ", ".join(f"{r} x{'/'.join(map(str, evidence['replicas_per_gpu'][r]))}" for r in plain)
+        return warn(f"time-sliced GPU replicas advertised as {', '.join(plain)} ({counts} per GPU): pods that "
+                    "request a GPU get a shared one without memory or fault isolation (expected "
+                    "<resource>.shared with renameByDefault: true)",
+                    "Set sharing.timeSlicing.renameByDefault: true (and failRequestsGreaterThanOne: true) in the "
+                    "plugin config, or keep shared GPUs on labelled node pools that only tolerant workloads use.",
+                    evidence, anchor="not-renamed")
+    return ok(f"shared GPU replicas are advertised under their own name ({', '.join(sorted(shared))})", evidence)
+# --8<-- [end:time-slicing-not-renamed]
+
+
+# -- GPU feature discovery ---------------------------------------------------------------------------
+
+# --8<-- [start:gfd-labels-stale]
+@check("gfd-labels-stale", title="GPU feature discovery labels match the node", page="feature-discovery",
+       facts=("gfd_labels",), optional=("kernel_driver", "nvml"))
+def gfd_labels_stale(labels: dict[str, str], driver: Optional[DriverVersion],
+                     nvml: Optional[dict[str, Any]]) -> Verdict:
+    """GPU feature discovery's labels disagree with the node (driver version, GPU count): GFD stopped
+    relabelling, so node selectors and affinities on nvidia.com/* labels place pods by stale facts.
+
+    ## Why it matters
+    GFD rewrites features.d/gfd every sleep interval (60 s by default) and NFD turns it into node labels.
+    After a driver upgrade or a GPU loss, a GFD that is not running leaves the old labels in place: pods
+    that select nvidia.com/cuda.driver.major or nvidia.com/gpu.count land on nodes that cannot run them,
+    and dashboards built on the labels lie.
+
+    ## Evidence
+    /etc/kubernetes/node-feature-discovery/features.d/gfd, /proc/driver/nvidia/version, NVML's GPU count.
+
+    ## References
+    NVIDIA/k8s-device-plugin docs/gpu-feature-discovery/README.md (generated labels, --output-file,
+    --sleep-interval); Kubernetes node-feature-discovery docs, "Feature files" (local source).
+    """
+    labelled_driver = label_driver_version(labels)
+    strategy = labels.get("nvidia.com/mig.strategy", "none")
+    count_label = labels.get("nvidia.com/gpu.count")
+    gpus = _gpu_count(nvml)
+    evidence: dict[str, Any] = {"labels": {k: v for k, v in sorted(labels.items()) if k.startswith("nvidia.com/")},
+                                "kernel_driver": driver.version if driver else None, "nvml_gpus": gpus}
+    if not evidence["labels"]:
+        return skip("the feature file holds no nvidia.com/ labels", evidence)
+    problems = []
+    if labelled_driver and driver is not None and labelled_driver != driver.version:
+        problems.append(f"nvidia.com/cuda.driver.* say {labelled_driver}, the loaded module is {driver.version}")
+    # With the MIG "single" strategy gpu.count counts MIG devices, not GPUs.
+    if count_label is not None and gpus is not None and strategy != "single" and count_label != str(gpus):
+        problems.append(f"nvidia.com/gpu.count={count_label}, NVML sees {gpus} GPU(s)")
+    if problems:
+        return warn("GFD labels are stale: " + "; ".join(problems),
+                    "Check the gpu-feature-discovery pod on this node (kubectl -n <ns> get pods -o wide | grep "
+                    "feature-discovery) and its log; restarting it rewrites the labels.",
+                    evidence, anchor="stale-labels")
+    if _nvml_unreadable(nvml) or (driver is None and labelled_driver):
+        return unknown("GFD labels found, but the driver version or GPU count to compare them with could not be "
+                       "read", evidence)
+    compared = [w for w, done in (("driver version", labelled_driver and driver is not None),
+                                  ("GPU count", count_label is not None and gpus is not None)) if done]
+    if not compared:
+        return skip("GFD labels found, but nothing on this node to compare them with (no driver version or "
+                    "NVML count in the snapshot)", evidence)
+    return ok(f"GFD labels match the node ({', '.join(compared)})", evidence)
+# --8<-- [end:gfd-labels-stale]
+
+
+# -- GPU requests ------------------------------------------------------------------------------------
+
+@fact("pod_env")
+def pod_env_fact(snapshot: Snapshot) -> dict[str, str]:
+    """The NVIDIA_* environment of the pod the doctor runs in; skip outside a pod or when judging --root."""
+    if snapshot.host.get("root") not in (None, "", "/"):
+        raise Missing(f"judging the host mounted at {snapshot.host.get('root')}, not this pod", "skip")
+    env = snapshot.env
+    if "KUBERNETES_SERVICE_HOST" not in env:
+        raise Missing("not running in a Kubernetes pod (no KUBERNETES_SERVICE_HOST)", "skip")
+    return {k: v for k, v in env.items() if k.startswith("NVIDIA_")}
+
+
+# Values the device plugin itself sets: GPU/MIG UUIDs or indexes (envvar strategy), the volume-mounts
+# marker directory, or none/void for a container without GPUs.
+_DEVICE = r"(?:(?:GPU|MIG)-[0-9A-Za-z-]+|\d+(?::\d+)?)"
+PLUGIN_VALUE = re.compile(rf"^{_DEVICE}(?:,{_DEVICE})*$")
+
+
+# --8<-- [start:visible-devices-all-in-pod]
+@check("visible-devices-all-in-pod", title="The pod sees only the GPUs it was given", page="gpu-requests",
+       facts=("pod_env",), optional=("nvml",))
+def visible_devices_all_in_pod(env: dict[str, str], nvml: Optional[dict[str, Any]]) -> Verdict:
+    """NVIDIA_VISIBLE_DEVICES=all inside a pod: the image or the pod spec set it, not the device plugin, so the
+    container uses every GPU on the node while the scheduler counts none (or fewer) as taken.
+
+    ## Why it matters
+    With the default envvar device-list strategy the NVIDIA runtime exposes the GPUs named in
+    NVIDIA_VISIBLE_DEVICES. The device plugin sets it to the UUIDs it allocated. CUDA base images set it to
+    "all", so a pod that does not request nvidia.com/gpu (or sets the variable itself) gets every GPU and
+    competes with the pods the scheduler placed there.
+
+    ## Evidence
+    The pod's NVIDIA_VISIBLE_DEVICES and NVML's GPU count inside the pod.
+
+    ## References
+    NVIDIA/k8s-device-plugin README ("If you do not request GPUs when you use the device plugin, the plugin
+    exposes all the GPUs on the machine inside your container"; DEVICE_LIST_STRATEGY);
+    NVIDIA Container Toolkit docs, "Specialized Configurations with Docker" (NVIDIA_VISIBLE_DEVICES).
+    """
+    value = env.get("NVIDIA_VISIBLE_DEVICES")
+    gpus = _gpu_count(nvml)
+    evidence = {"NVIDIA_VISIBLE_DEVICES": value, "nvml_gpus": gpus}
+    if value is None:
+        return skip("NVIDIA_VISIBLE_DEVICES is not set in this pod (no GPU requested, or a CDI device-list "
+                    "strategy)", evidence)
+    if value.strip().lower() == "all":
+        seen = f": NVML sees {gpus} GPU(s)" if gpus is not None else ""
+        return warn(f"NVIDIA_VISIBLE_DEVICES=all in a Kubernetes pod{seen} (expected the GPU UUIDs the device "
+                    "plugin allocated): the pod uses GPUs the scheduler did not give it",
+                    "Request GPUs with resources.limits nvidia.com/gpu and do not set NVIDIA_VISIBLE_DEVICES; "
+                    "cluster-wide, switch the plugin to deviceListStrategy volume-mounts or CDI and set "
+                    "accept-nvidia-visible-devices-envvar-when-unprivileged = false.",
+                    evidence, anchor="visible-devices-all")
+    if value.strip().lower() in ("none", "void", "") or value.startswith("/var/run/nvidia-container-devices") \
+            or PLUGIN_VALUE.match(value.strip()):
+        return ok(f"NVIDIA_VISIBLE_DEVICES={value[:120]}: a device list as the device plugin sets it", evidence)
+    return warn(f"NVIDIA_VISIBLE_DEVICES={value[:120]} is not a value the device plugin sets (UUIDs or indexes)",
+                "Remove NVIDIA_VISIBLE_DEVICES from the pod spec and the image; let the device plugin set it.",
+                evidence, anchor="visible-devices-all")
+# --8<-- [end:visible-devices-all-in-pod]
+
+
+# -- Xid errors --------------------------------------------------------------------------------------
+
+# Xid codes after which NVIDIA's catalog says the GPU needs a reset, a reboot or service before new work:
+# the node should be drained. Others (13, 31, 43, 45, 94, ...) end the application that caused them.
+XID_NEEDS_RESET = {
+    48: "double bit ECC error",
+    64: "ECC page retirement or row remapper recording failure",
+    74: "NVLink error",
+    79: "GPU has fallen off the bus",
+    95: "uncontained ECC error",
+    119: "GSP RPC timeout",
+    120: "GSP error",
+}
+XID_MEANING = {
+    8: "GPU stopped processing", 13: "graphics engine exception", 31: "GPU memory page fault",
+    43: "GPU stopped processing", 45: "preemptive cleanup, due to previous errors",
+    63: "ECC page retirement or row remapping recording event", 92: "high single-bit ECC error rate",
+    94: "contained ECC error", 154: "GPU recovery action changed", **XID_NEEDS_RESET,
+}
+
+
+def _xid_summary(events: list[XidEvent]) -> str:
+    by_code: dict[int, set[str]] = {}
+    for event in events:
+        by_code.setdefault(event.code, set()).add(event.pci)
+    return "; ".join(f"Xid {code} ({XID_MEANING.get(code, 'see the Xid catalog')}) on {', '.join(sorted(pcis))}"
+                     for code, pcis in sorted(by_code.items()))
+
+
+# --8<-- [start:xid-errors]
+@check("xid-errors", title="No GPU Xid errors in the kernel log", page="health-monitoring",
+       facts=("kernel_log",))
+def xid_errors(log: str) -> Verdict:
+    """The kernel log holds NVRM Xid errors since boot: fail for those after which the GPU needs a reset or
+    reboot (79 fallen off the bus, 48/95 uncorrectable ECC, 119/120 GSP, 154 naming a recovery action),
+    warn for the ones that end an application (13, 31, 43, 45, 94, ...).
+
+    ## Why it matters
+    An Xid is the driver's report of a GPU error. Application-level ones (a page fault, an engine
+    exception) kill one CUDA context and say more about the code than the GPU. Hardware-level ones leave the
+    GPU unusable or untrustworthy until a reset: new pods on the node fail or hang, and the device plugin may
+    keep advertising the GPU. The node should be drained and the GPU reset or the node rebooted.
+
+    ## Evidence
+    The NVRM Xid lines in `dmesg` (code, PCI address, message).
+
+    ## References
+    NVIDIA Xid catalog (resolution buckets): https://docs.nvidia.com/deploy/xid-errors/analyzing-xid-catalog.html;
+    NVIDIA GPU Debug Guidelines; open-gpu-kernel-modules kernel_rc.c (the Xid line format).
+    """
+    events = parse_xid_lines(log)
+    truncated = len(log) >= MAX_OUTPUT_CHARS - 1
+    reset = [e for e in events if e.code in XID_NEEDS_RESET]
+    actions = [(e, xid_recovery_action(e.message)) for e in events if e.code == 154]
+    reset += [e for e, action in actions if action and action.lower() != "none"]
+    evidence: dict[str, Any] = {"xid_lines": [e.line for e in events][-20:], "count": len(events),
+                                "log_truncated": truncated}
+    if reset:
+        return fail(f"{len(reset)} Xid error(s) that need a GPU reset or reboot: {_xid_summary(reset)}",
+                    "Cordon and drain the node, then reset the GPU or reboot (recovery runbook); a GPU that "
+                    "repeats Xid 79, 48 or 95 needs service.", evidence, anchor="reset-xids")
+    if events:
+        return warn(f"{len(events)} application-level Xid error(s) since boot: {_xid_summary(events)}",
+                    "Find the process named in the Xid line and debug it (compute-sanitizer for 13/31); "
+                    "repeated Xids across different jobs point at the GPU: watch it.",
+                    evidence, anchor="application-xids")
+    if truncated:
+        return unknown("no Xid in the part of the kernel log the probe kept, but the log was longer than "
+                       f"{MAX_OUTPUT_CHARS} characters: recent lines were not seen", evidence)
+    if not log.strip():
+        return unknown("dmesg printed nothing: the kernel log could not be read (restricted or empty)", evidence)
+    return ok("no NVRM Xid lines in the kernel log since boot", evidence)
+# --8<-- [end:xid-errors]
