@@ -11,21 +11,26 @@ from gpu_runbook.snapshot import CommandFact, Missing, Snapshot
 
 # Commands that go through the NVIDIA driver (NVML or the RM ioctls); a hang there is the driver's.
 GPU_TOOLS = ("nvidia-smi", "nvidia-container-cli", "nvidia-ctk", "nvidia-persistenced", "dcgmi")
+# Host files served by the NVIDIA driver itself.
+DRIVER_PATHS = ("/proc/driver/nvidia", "/sys/module/nvidia", "/dev/nvidia")
 
 
 @fact("probe_runs")
 def probe_runs_fact(snapshot: Snapshot) -> dict[str, Any]:
-    """What the live probes ran: {"commands": {name: CommandFact}, "nvml": the NVML section or None}.
+    """What the live probes ran: {"commands": {name: CommandFact}, "nvml": the NVML section or None,
+    "blocked_on": a host path whose read never returned, or None}.
 
     Missing (skip) when nothing was run: a snapshot collected under --root without --live.
     """
     raw = snapshot.data.get("commands")
     names = sorted(n for n in raw if isinstance(n, str)) if isinstance(raw, dict) else []
     nvml = snapshot.nvml
-    if not names and (not nvml or "skipped" in nvml):
+    blocked = snapshot.probe.get("blocked_on")
+    blocked = blocked if isinstance(blocked, str) else None
+    if not names and (not nvml or "skipped" in nvml) and blocked is None:
         reason = nvml.get("skipped") if isinstance(nvml.get("skipped"), str) else "no command or NVML query"
         raise Missing(f"commands and NVML were not run for this snapshot ({reason})", "skip")
-    return {"commands": {n: snapshot.command(n) for n in names}, "nvml": nvml or None}
+    return {"commands": {n: snapshot.command(n) for n in names}, "nvml": nvml or None, "blocked_on": blocked}
 
 
 def _nvml_error(nvml: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
@@ -58,7 +63,8 @@ def gpu_tools_hang(runs: dict[str, Any]) -> Verdict:
 
     ## Evidence
     The probes' own record of every command and of the NVML child: timed out (killed), skipped
-    after an earlier hang, or not started because the collection deadline was reached.
+    after an earlier hang, or not started because the collection deadline was reached; and a host
+    file whose read never returned (a read of /proc/driver/nvidia blocks only when the driver does).
 
     ## References
     NVIDIA/gpu-monitoring-tools issue #46 (nvidia-smi stuck in D state on a hung GPU);
@@ -81,6 +87,11 @@ def gpu_tools_hang(runs: dict[str, Any]) -> Verdict:
     elif nvml_error is not None:
         # An error code (no driver, no permission) is quick, but says nothing about a hang on the GPU.
         not_run.append(f"NVML ({nvml_error.get('name')})")
+    blocked = runs.get("blocked_on")
+    if blocked:
+        # A read of the driver's own /proc or /sys files blocks only when the driver is stuck.
+        driver_file = blocked.startswith(DRIVER_PATHS) or "/proc/driver/nvidia" in blocked
+        (hung_gpu if driver_file else hung_other).append(f"read of {blocked} (abandoned at the deadline)")
     evidence = {"hung": hung_gpu + hung_other, "not_run": not_run, "answered": answered}
     if hung_gpu:
         return fail(f"{len(hung_gpu)} GPU tool(s) never answered and were killed: {'; '.join(hung_gpu)} "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import threading
 import time
 from typing import Any, Optional
 
@@ -29,12 +30,12 @@ def _env_facts(environ: dict[str, str]) -> dict[str, str]:
     return dict(sorted(wanted.items()))
 
 
-def _record_unlistable(root: str, pattern: str, facts: dict[str, Any]) -> None:
+def _unlistable(root: str, pattern: str) -> Optional[dict[str, Any]]:
     """A glob that matched nothing because its directory cannot be listed (EACCES as non-root) is a
-    fact too: record it under the pattern, so the report says what it could not see instead of
+    fact too: recorded under the pattern, so the report says what it could not see instead of
     silently seeing nothing."""
     if not any(ch in pattern for ch in "*?["):
-        return
+        return None
     fixed = []
     for part in pattern.split("/"):
         if any(ch in part for ch in "*?["):
@@ -43,8 +44,66 @@ def _record_unlistable(root: str, pattern: str, facts: dict[str, Any]) -> None:
     directory = "/".join(fixed) or "/"
     listing = list_dir(root, directory, max_entries=1)
     if listing.get("error") not in (None, "ENOENT", "ENOTDIR"):
-        facts[pattern] = {"error": listing["error"],
-                          "detail": f"cannot list {directory}: {listing.get('detail', '')}".rstrip(": ")}
+        return {"error": listing["error"],
+                "detail": f"cannot list {directory}: {listing.get('detail', '')}".rstrip(": ")}
+    return None
+
+
+class HostReader(threading.Thread):
+    """Reads the plan's files, paths and directories in a daemon thread.
+
+    On a hung GPU, reading one of the driver's /proc files can block inside the kernel, and Python
+    cannot interrupt a read. The collection waits for this thread only until the deadline: what was
+    read by then is kept, the path it is stuck on is recorded as a timeout (itself a sign of a hung
+    driver), and the rest is simply not in the snapshot. Commands and NVML run meanwhile.
+    """
+
+    def __init__(self, root: str) -> None:
+        super().__init__(name="gpu-runbook-host-reader", daemon=True)
+        self.root = root
+        self.tables: dict[str, dict[str, Any]] = {"files": {}, "paths": {}, "dirs": {}}
+        self.current: Optional[tuple[str, str]] = None
+        self._lock = threading.Lock()
+        self._abandoned = False
+
+    def _record(self, table: str, key: str, fact: Any) -> None:
+        with self._lock:
+            if not self._abandoned:
+                self.tables[table][key] = fact
+
+    def _each(self, table: str, patterns: tuple[str, ...], probe: Any) -> None:
+        for pattern in patterns:
+            self.current = (table, pattern)
+            matched = expand(self.root, pattern)
+            for path in matched:
+                self.current = (table, path)
+                self._record(table, path, probe(path))
+            if not matched:
+                missing = _unlistable(self.root, pattern)
+                if missing is not None:
+                    self._record(table, pattern, missing)
+
+    def run(self) -> None:
+        self._each("files", plan.FILES, lambda p: read_file(self.root, p, plan.MAX_FILE_BYTES))
+        self._each("paths", plan.PATHS, lambda p: stat_path(self.root, p))
+        for path in plan.DIRS:
+            self.current = ("dirs", path)
+            self._record("dirs", path, list_dir(self.root, path))
+        self.current = None
+
+    def finish(self, timeout: float) -> tuple[dict[str, dict[str, Any]], Optional[str]]:
+        """The tables read so far and, if the thread is stuck, the path it is stuck on."""
+        self.join(max(timeout, 0.0))
+        with self._lock:
+            self._abandoned = self.is_alive()
+            tables = {name: dict(table) for name, table in self.tables.items()}
+            stuck = self.current if self._abandoned else None
+        if stuck is None:
+            return tables, None
+        table, path = stuck
+        tables[table][path] = {"error": "timeout",
+                               "detail": "the read did not return before the collection deadline; abandoned"}
+        return tables, path
 
 
 def _host_facts(root: str) -> dict[str, Any]:
@@ -87,21 +146,8 @@ def collect(root: str = "/", deadline: float = plan.DEFAULT_DEADLINE_S,
         except OSError as exc:
             notes.append(f"NVML probe could not start: {exc}")
 
-    files: dict[str, Any] = {}
-    for pattern in plan.FILES:
-        matched = expand(root, pattern)
-        for path in matched:
-            files[path] = read_file(root, path, plan.MAX_FILE_BYTES)
-        if not matched:
-            _record_unlistable(root, pattern, files)
-    paths: dict[str, Any] = {}
-    for pattern in plan.PATHS:
-        matched = expand(root, pattern)
-        for path in matched:
-            paths[path] = stat_path(root, path)
-        if not matched:
-            _record_unlistable(root, pattern, paths)
-    dirs = {path: list_dir(root, path) for path in plan.DIRS}
+    reader = HostReader(root)
+    reader.start()
 
     commands: dict[str, Any] = {}
     nvml: dict[str, Any]
@@ -132,15 +178,19 @@ def collect(root: str = "/", deadline: float = plan.DEFAULT_DEADLINE_S,
         nvml = {"skipped": reason}
         opens = {"skipped": reason}
         notes.append(reason)
+    # The reader normally finished long ago; a second of grace even past the deadline's reserve.
+    tables, blocked_on = reader.finish(max(stop_at - time.monotonic(), 0.5))
+    if blocked_on is not None:
+        notes.append(f"reading {blocked_on} did not return before the deadline; abandoned")
 
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "gpu-runbook", "version": __version__},
         "collected_at": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
         "host": _host_facts(root),
-        "files": files,
-        "paths": paths,
-        "dirs": dirs,
+        "files": tables["files"],
+        "paths": tables["paths"],
+        "dirs": tables["dirs"],
         "commands": commands,
         "nvml": nvml,
         "opens": opens,
@@ -149,6 +199,7 @@ def collect(root: str = "/", deadline: float = plan.DEFAULT_DEADLINE_S,
             "deadline_seconds": deadline,
             "elapsed_seconds": round(time.monotonic() - started, 3),
             "live": live,
+            "blocked_on": blocked_on,
             "notes": notes,
         },
     }
