@@ -822,6 +822,7 @@ def container_capabilities_missing(in_container: bool, env: dict[str, str]) -> V
 # Versions" (Table 3) of the CUDA Toolkit Release Notes. A driver at least this new runs everything
 # that release builds, with no compatibility mode.
 CUDA_TOOLKIT_DRIVERS: tuple[tuple[str, str], ...] = (
+    ("13.3 Update 1", "610.43.02"), ("13.3 GA", "610.43.02"),
     ("13.2 Update 2", "595.71.05"), ("13.2 Update 1", "595.58.03"), ("13.2 GA", "595.45.04"),
     ("13.1 Update 1", "590.48.01"), ("13.1 GA", "590.44.01"),
     ("13.0 Update 2", "580.95.05"), ("13.0 Update 1", "580.82.07"), ("13.0 GA", "580.65.06"),

@@ -50,6 +50,11 @@ def nvidia_char_majors(devices: dict[str, dict[str, int]]) -> dict[str, int]:
 
     >>> nvidia_char_majors({"char": {"mem": 1, "nvidia-frontend": 195, "nvidia-uvm": 507}, "block": {}})
     {'nvidia-frontend': 195, 'nvidia-uvm': 507}
+
+    Drivers 550 and later name the frontend "nvidia" and add "nvidiactl" (same major, 195):
+
+    >>> nvidia_char_majors({"char": {"nvidia": 195, "nvidiactl": 195, "nvidia-uvm": 511}, "block": {}})
+    {'nvidia': 195, 'nvidia-uvm': 511}
     """
     return {name: major for name, major in devices.get("char", {}).items()
             if name == "nvidia" or name.startswith("nvidia-") or name.startswith("nvidia_")}
