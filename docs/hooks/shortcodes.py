@@ -82,6 +82,12 @@ def collection_plan() -> str:
             f"killed after {plan.OPEN_TEST_TIMEOUT_S:g} s; only on the live host. The errno tells a cgroup "
             "denial (EPERM) from a missing node (ENOENT) or a mode that denies this user (EACCES).", "",
             *[f"- `{p}`" for p in plan.OPEN_TESTS], "",
+            "### Containerised driver roots", "",
+            "When the host has no `nvidia-smi` on its PATH (GPU Operator nodes, where the driver runs in a "
+            "container), the commands and NVML run with the first of these roots that holds one: its "
+            f"`{'`, `'.join(plan.DRIVER_ROOT_BIN)}` appended to PATH and its library directories to "
+            "LD_LIBRARY_PATH. The snapshot notes which root was used.", "",
+            *[f"- `{p}`" for p in plan.DRIVER_ROOTS], "",
             "### Environment variables recorded", "", *[f"- `{p}`" for p in plan.ENV_NAMES], ""]
     return "\n".join(out)
 

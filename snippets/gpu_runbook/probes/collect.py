@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import shutil
 import threading
 import time
 from typing import Any, Optional
@@ -122,8 +123,28 @@ def _host_facts(root: str) -> dict[str, Any]:
     return facts
 
 
+def driver_root_env(env: dict[str, str], roots: tuple[str, ...] = plan.DRIVER_ROOTS
+                    ) -> tuple[dict[str, str], Optional[str]]:
+    """The environment for live probes, extended with a containerised driver's root when the host
+    has no nvidia-smi of its own (GPU Operator nodes); returns it and the root used, if any."""
+    if shutil.which("nvidia-smi", path=env.get("PATH", os.defpath)):
+        return env, None
+    for driver_root in roots:
+        bins = [os.path.join(driver_root, d) for d in plan.DRIVER_ROOT_BIN]
+        if not any(os.path.isfile(os.path.join(b, "nvidia-smi")) for b in bins):
+            continue
+        libs = [os.path.join(driver_root, d) for d in plan.DRIVER_ROOT_LIBS
+                if os.path.isdir(os.path.join(driver_root, d))]
+        extended = dict(env)
+        extended["PATH"] = os.pathsep.join([env.get("PATH", os.defpath), *bins])
+        extended["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (env.get("LD_LIBRARY_PATH"), *libs) if p)
+        return extended, driver_root
+    return env, None
+
+
 def collect(root: str = "/", deadline: float = plan.DEFAULT_DEADLINE_S,
-            live: Optional[bool] = None, environ: Optional[dict[str, str]] = None) -> dict[str, Any]:
+            live: Optional[bool] = None, environ: Optional[dict[str, str]] = None,
+            driver_roots: tuple[str, ...] = plan.DRIVER_ROOTS) -> dict[str, Any]:
     """Collect a snapshot dict. Never raises for anything the host does.
 
     `live` runs commands and NVML; by default only when root is "/", since under another root
@@ -138,11 +159,15 @@ def collect(root: str = "/", deadline: float = plan.DEFAULT_DEADLINE_S,
     if live is None:
         live = root == "/"
     notes = []
+    # The environment recorded in the snapshot is the caller's; probes may get a driver root added.
+    probe_env, driver_root = driver_root_env(env, driver_roots) if live and root == "/" else (env, None)
+    if driver_root:
+        notes.append(f"no nvidia-smi on PATH: using the containerised driver at {driver_root} for tools and NVML")
 
     nvml_proc = None
     if live:
         try:
-            nvml_proc = probe_nvml_start(env)
+            nvml_proc = probe_nvml_start(probe_env)
         except OSError as exc:
             notes.append(f"NVML probe could not start: {exc}")
 
@@ -162,11 +187,11 @@ def collect(root: str = "/", deadline: float = plan.DEFAULT_DEADLINE_S,
                                   "detail": f"{command.argv[0]} already hung in this run; not started again"}
                 continue
             remaining = stop_at - time.monotonic()
-            commands[name] = run_command(command.argv, min(command.timeout, remaining), env)
+            commands[name] = run_command(command.argv, min(command.timeout, remaining), probe_env)
             if commands[name].get("error") == "timeout":
                 hung.add(command.argv[0])
         # Only at root "/": under --root the nodes opened would be this machine's, not the host's.
-        opens = (probe_open_tests(min(plan.OPEN_TEST_TIMEOUT_S, stop_at - time.monotonic()), env)
+        opens = (probe_open_tests(min(plan.OPEN_TEST_TIMEOUT_S, stop_at - time.monotonic()), probe_env)
                  if root == "/" else {"skipped": f"root is {root}"})
         if nvml_proc is not None:
             remaining = min(plan.NVML_TIMEOUT_S, stop_at - time.monotonic())
@@ -200,6 +225,7 @@ def collect(root: str = "/", deadline: float = plan.DEFAULT_DEADLINE_S,
             "elapsed_seconds": round(time.monotonic() - started, 3),
             "live": live,
             "blocked_on": blocked_on,
+            "driver_root": driver_root,
             "notes": notes,
         },
     }

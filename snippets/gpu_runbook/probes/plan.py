@@ -115,6 +115,8 @@ PATHS: tuple[str, ...] = (
     "/usr/lib/aarch64-linux-gnu/libnvidia-ml.so*",
     "/usr/lib/aarch64-linux-gnu/libcuda.so*",
     "/lib/firmware/nvidia/*/gsp_*",
+    "/run/nvidia/driver",
+    "/run/nvidia/driver/usr/bin/nvidia-smi",
     # toolkit config targets: ldconfig named in config.toml, debug log files and their directory
     "/sbin/ldconfig",
     "/sbin/ldconfig.real",
@@ -180,6 +182,14 @@ COMMANDS: dict[str, Command] = {
     # driver's Xid lines do not carry one fixed log level.
     "dmesg": Command(("dmesg",), 5.0, "kernel log: NVRM Xid lines, the GPU errors since boot"),
 }
+
+# Where a containerised driver exposes its root filesystem on the host. The NVIDIA GPU Operator's
+# driver container mounts it at /run/nvidia/driver: nvidia-smi and libnvidia-ml.so.1 live below it,
+# not on the host's PATH or loader path. When the host has no nvidia-smi of its own, the probes run
+# the tools and NVML with this root's bin and lib directories appended to PATH and LD_LIBRARY_PATH.
+DRIVER_ROOTS: tuple[str, ...] = ("/run/nvidia/driver",)
+DRIVER_ROOT_BIN = ("usr/bin",)
+DRIVER_ROOT_LIBS = ("usr/lib/x86_64-linux-gnu", "usr/lib64", "usr/lib/aarch64-linux-gnu", "usr/lib")
 
 MAX_FILE_BYTES = 1024 * 1024
 # Whole-run budget: a probe that would pass it is abandoned and recorded as "deadline".
