@@ -16,7 +16,7 @@ from gpu_runbook.parsers.proc import (
     parse_proc_devices,
 )
 from gpu_runbook.registry import fact
-from gpu_runbook.snapshot import Missing, Snapshot
+from gpu_runbook.snapshot import NOT_PRESENT, Missing, Snapshot
 
 # The NVIDIA frontend major is fixed by the driver; the UVM major is assigned at load time.
 NVIDIA_FRONTEND_MAJOR = 195
@@ -87,7 +87,7 @@ def in_container_fact(snapshot: Snapshot) -> bool:
         return True
     for marker in ("/.dockerenv", "/run/.containerenv"):
         error = snapshot.path(marker).get("error")
-        if error not in (None, "ENOENT", "ENOTDIR", "not-collected"):
+        if error is not None and error not in NOT_PRESENT:
             # An unexaminable marker is not proof of a host: say so rather than guess.
             raise Missing(f"cannot tell host from container: {marker} could not be examined ({error})")
     return False

@@ -30,6 +30,13 @@ MAX_SNAPSHOT_BYTES = 32 * 1024 * 1024
 SECTIONS = ("host", "files", "paths", "dirs", "commands", "nvml", "opens", "env", "probe")
 
 
+# Fact errors that mean "not there": the probe looked and found nothing (ABSENT), or did not look
+# (NOT_PRESENT adds "not-collected"). Any other error means "there, but could not be read", which a
+# check must never turn into ok.
+ABSENT = ("ENOENT", "ENOTDIR")
+NOT_PRESENT = (*ABSENT, "not-collected")
+
+
 class SnapshotError(ValueError):
     """A snapshot file that cannot be used; the message is one line for the operator."""
 
@@ -60,7 +67,7 @@ class FileFact:
     @property
     def absent(self) -> bool:
         """True only when the probe looked and the file was not there."""
-        return self.error in ("ENOENT", "ENOTDIR")
+        return self.error in ABSENT
 
     def require(self) -> str:
         """The text, or raise Missing with the reason (skip when absent, unknown when unreadable)."""

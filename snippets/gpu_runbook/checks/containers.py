@@ -25,7 +25,7 @@ from gpu_runbook.parsers.toolkit import (
     version_tuple,
 )
 from gpu_runbook.registry import check, fact
-from gpu_runbook.snapshot import CommandFact, Missing, Snapshot
+from gpu_runbook.snapshot import NOT_PRESENT, CommandFact, Missing, Snapshot
 
 # --8<-- [start:nvml-init]
 # NVML error -> (page that explains it, anchor, one-sentence fix). Names are pynvml's exception
@@ -110,7 +110,6 @@ TOOLKIT_CONFIG = "/etc/nvidia-container-runtime/config.toml"
 NVIDIA_RUNTIME_MODES = ("auto", "legacy", "cdi", "csv", "jit-cdi")
 # Errors that mean "not there" or "not looked at": every other error means the fact exists but could not
 # be read, and a check must not read it as absent (no check turns "could not read" into "ok").
-NOT_THERE = ("ENOENT", "ENOTDIR", "not-collected")
 NOT_RUN = ("not-found", "not-collected")
 
 
@@ -129,11 +128,11 @@ def unreadable_facts_fact(snapshot: Snapshot) -> dict[str, str]:
     """
     found: dict[str, str] = {}
     for path, file_ in snapshot.files_matching("").items():
-        if not file_.exists and file_.error not in NOT_THERE:
+        if not file_.exists and file_.error not in NOT_PRESENT:
             found[path] = f"{path} could not be read ({file_.why})"
     for path, stat in snapshot.paths_matching("").items():
         error = stat.get("error")
-        if not stat.get("kind") and error is not None and error not in NOT_THERE:
+        if not stat.get("kind") and error is not None and error not in NOT_PRESENT:
             detail = stat.get("detail")
             why = f"{error}: {detail}" if isinstance(detail, str) and detail else str(error)
             found.setdefault(path, f"{path} could not be examined ({why})")

@@ -24,7 +24,7 @@ from gpu_runbook.parsers.proc import (
     secure_boot_from_mokutil,
 )
 from gpu_runbook.registry import check, fact
-from gpu_runbook.snapshot import CommandFact, Missing, Snapshot
+from gpu_runbook.snapshot import NOT_PRESENT, CommandFact, Missing, Snapshot
 
 # -- facts of this section ------------------------------------------------------------------------
 
@@ -33,7 +33,6 @@ MODPROBE_DIRS = ("/etc/modprobe.d/", "/lib/modprobe.d/", "/usr/lib/modprobe.d/",
 UDEV_RULE_DIRS = ("/etc/udev/rules.d/", "/lib/udev/rules.d/", "/usr/lib/udev/rules.d/")
 SECURE_BOOT_EFIVAR = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
 # lstat errors that mean "not there"; any other error (EACCES, ...) means "could not look".
-ABSENT = ("ENOENT", "ENOTDIR", "not-collected")
 
 
 def _collected(snapshot: Snapshot) -> bool:
@@ -69,7 +68,7 @@ def nvml_libraries_fact(snapshot: Snapshot) -> dict[str, dict[str, Any]]:
     for directory in LIB_DIRS:
         for path, info in snapshot.paths_matching(directory + "libnvidia-ml.so").items():
             # A glob only yields names it listed: a file whose lstat failed (EACCES) still exists.
-            if info.get("error") not in ABSENT:
+            if info.get("error") not in NOT_PRESENT:
                 libs[path] = info
     if not libs and not _collected(snapshot):
         raise Missing("library paths were not collected in this snapshot")
@@ -232,7 +231,7 @@ def device_nodes_missing_or_denied(majors: dict[str, int], nodes: dict[str, dict
     unreadable: list[str] = []
     for path, (major, minor, required) in sorted(expected.items()):
         node = nodes.get(path, {"error": "not-collected"})
-        if node.get("error") and node["error"] not in ABSENT:
+        if node.get("error") and node["error"] not in NOT_PRESENT:
             unreadable.append(f"{path} ({node['error']})")
         elif node.get("error"):
             (missing if required else optional_missing).append(
@@ -358,7 +357,7 @@ def dev_char_links_missing(nodes: dict[str, dict[str, Any]], dev_char: dict[str,
     missing: list[str] = []
     wrong: list[str] = []
     checked = 0
-    unreadable = [f"{p} ({n['error']})" for p, n in sorted(nodes.items()) if n.get("error") not in (None, *ABSENT)]
+    unreadable = [f"{p} ({n['error']})" for p, n in sorted(nodes.items()) if n.get("error") not in (None, *NOT_PRESENT)]
     for path, node in sorted(nodes.items()):
         if node.get("kind") != "char":
             continue
@@ -619,7 +618,7 @@ def gsp_firmware_fact(snapshot: Snapshot) -> dict[str, list[str]]:
         for path, info in snapshot.paths_matching(prefix).items():
             # Distributions may compress firmware (gsp_ga10x.bin.zst); the kernel loads either.
             match = re.match(re.escape(prefix) + r"([^/]+)/(gsp_[^/]+\.bin(?:\.zst|\.xz)?)$", path)
-            if match and info.get("error") not in ABSENT:
+            if match and info.get("error") not in NOT_PRESENT:
                 found.setdefault(match.group(1), []).append(match.group(2))
     if not found and not _collected(snapshot):
         raise Missing("firmware paths were not collected in this snapshot")

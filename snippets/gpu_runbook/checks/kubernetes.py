@@ -23,13 +23,12 @@ from gpu_runbook.parsers.kubernetes import (
 from gpu_runbook.parsers.proc import DriverVersion
 from gpu_runbook.probes.commands import MAX_OUTPUT_CHARS
 from gpu_runbook.registry import check, fact
-from gpu_runbook.snapshot import Missing, Snapshot
+from gpu_runbook.snapshot import NOT_PRESENT, Missing, Snapshot
 
 DEVICE_PLUGIN_DIR = "/var/lib/kubelet/device-plugins"
 CHECKPOINT = DEVICE_PLUGIN_DIR + "/kubelet_internal_checkpoint"
 FEATURES_DIR = "/etc/kubernetes/node-feature-discovery/features.d"
 GFD_FILE = FEATURES_DIR + "/gfd"  # gpu-feature-discovery --output-file default
-UNREADABLE = ("ENOENT", "ENOTDIR", "not-collected")
 
 
 def _gpu_count(nvml: Optional[dict[str, Any]]) -> Optional[int]:
@@ -52,7 +51,7 @@ def device_plugin_dir_fact(snapshot: Snapshot) -> list[str]:
     """Names in /var/lib/kubelet/device-plugins (kubelet.sock, nvidia-gpu.sock, the checkpoint)."""
     listing = snapshot.dir(DEVICE_PLUGIN_DIR)
     error = listing.get("error")
-    if error in UNREADABLE:
+    if error in NOT_PRESENT:
         raise Missing(f"{DEVICE_PLUGIN_DIR} is absent: not a Kubernetes node (no kubelet device manager)", "skip")
     if error is not None or not isinstance(listing.get("entries"), dict):
         raise Missing(f"{DEVICE_PLUGIN_DIR} could not be listed ({error or 'malformed'})")

@@ -8,7 +8,7 @@ from typing import Any, Optional
 from gpu_runbook.findings import Verdict, fail, ok, skip, unknown, warn
 from gpu_runbook.parsers.sharing import parse_capability_minor, parse_thread_percentage, parse_visible_devices
 from gpu_runbook.registry import check, fact
-from gpu_runbook.snapshot import Missing, Snapshot
+from gpu_runbook.snapshot import ABSENT, Missing, Snapshot
 
 # -- facts of this section ------------------------------------------------------------------------
 
@@ -20,7 +20,6 @@ MIG_ACCESS = re.compile(r"^/proc/driver/nvidia/capabilities/gpu(\d+)/mig/gi(\d+)
 # nvmlComputeMode_t
 COMPUTE_MODES = {0: "Default", 1: "Exclusive_Thread", 2: "Prohibited", 3: "Exclusive_Process"}
 EXCLUSIVE_PROCESS = 3
-ABSENT = ("ENOENT", "ENOTDIR")
 
 
 def _int(value: Any) -> Optional[int]:
