@@ -19,7 +19,7 @@ from gpu_runbook.probes.nvml import probe_nvml_finish, probe_nvml_start
 from gpu_runbook.snapshot import SCHEMA_VERSION
 
 # At most this much of the deadline is kept back for killing hung probes and printing the report.
-KILL_RESERVE_S = 1.0
+KILL_RESERVE_S = 1.5
 
 
 def _env_facts(environ: dict[str, str]) -> dict[str, str]:
