@@ -224,10 +224,30 @@ def test_visible_devices_skips_outside_pods_and_under_root() -> None:
     assert verdicts(data)["visible-devices-all-in-pod"] is Status.SKIP
 
 
-def test_xid_check_truncated_or_empty_log_is_unknown_never_ok() -> None:
+def test_xid_check_truncated_log_keeps_its_newest_lines() -> None:
     data = scenario("health-monitoring", "fixed-no-xid")
-    data["commands"]["dmesg"]["stdout"] = "x" * MAX_OUTPUT_CHARS
-    assert verdicts(data)["xid-errors"] is Status.UNKNOWN
+    # The probe keeps the end of a long kernel log, so the newest Xid is always in what it kept.
+    data["commands"]["dmesg"]["stdout"] = "x" * (MAX_OUTPUT_CHARS - 200) + (
+        "\n[86400.1] NVRM: Xid (PCI:0000:2b:00): 79, pid=0, GPU has fallen off the bus.\n")
+    data["commands"]["dmesg"]["truncated"] = True
+    assert verdicts(data)["xid-errors"] is Status.FAIL
+    data["commands"]["dmesg"]["stdout"] = "[1.0] x\n" * 1000
+    assert verdicts(data)["xid-errors"] is Status.OK
+
+
+def test_probe_keeps_the_end_of_a_long_output(tmp_path) -> None:
+    from gpu_runbook.probes.commands import run_command
+
+    tool = tmp_path / "chatty"
+    tool.write_text(f"#!/bin/sh\nhead -c {MAX_OUTPUT_CHARS + 5000} /dev/zero | tr '\\0' 'a'\necho LAST-LINE\n")
+    tool.chmod(0o755)
+    fact = run_command([str(tool)], 10)
+    assert fact["truncated"] is True and fact["stdout"].endswith("LAST-LINE\n")
+    assert len(fact["stdout"]) == MAX_OUTPUT_CHARS
+
+
+def test_xid_check_empty_or_unreadable_log_is_unknown_never_ok() -> None:
+    data = scenario("health-monitoring", "fixed-no-xid")
     data["commands"]["dmesg"]["stdout"] = ""
     assert verdicts(data)["xid-errors"] is Status.UNKNOWN
     data["commands"]["dmesg"] = {"argv": ["dmesg"], "error": "not-found", "detail": "dmesg is not on PATH"}

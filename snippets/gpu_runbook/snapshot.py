@@ -6,7 +6,8 @@ A snapshot is written by `gpu-runbook collect` on the troubled host and judged a
 - ``paths``: host path -> lstat facts (``kind``, ``mode``, ``major``, ``minor``, ``uid``, ``gid``,
   ``target`` for links, ``selinux`` label) or ``{"error": ...}``
 - ``dirs``: host path -> ``{"entries": {name: link-target-or-null}}`` or ``{"error": ...}``
-- ``commands``: name -> ``{"argv", "exit", "stdout", "stderr", "seconds"}`` or ``{"error": ...}``
+- ``commands``: name -> ``{"argv", "exit", "stdout", "stderr", "seconds", "truncated"?}`` or ``{"error": ...}``;
+  a long output keeps its end
 - ``nvml``: what NVML answered (see probes/nvml.py), or ``{"error": ...}`` / ``{"skipped": ...}``
 - ``opens``: device node -> ``{"ok": true}`` or ``{"error": "EPERM", ...}`` from the open test
   (probes/devopen.py), or ``{"skipped": ...}`` / ``{"error": "timeout"}``
@@ -94,6 +95,7 @@ class CommandFact:
     seconds: Optional[float] = None
     error: Optional[str] = None  # "not-found", "timeout", "deadline", "EACCES", "not-collected", ...
     detail: str = ""
+    truncated: bool = False  # the output was longer than the probe keeps; its end was kept
 
     @property
     def ran(self) -> bool:
@@ -197,6 +199,7 @@ class Snapshot:
             error=str(raw["error"]) if raw.get("error") is not None else (
                 None if isinstance(exit_code, int) else "malformed"),
             detail=str(raw.get("detail") or ""),
+            truncated=raw.get("truncated") is True,
         )
 
     def to_json(self) -> str:

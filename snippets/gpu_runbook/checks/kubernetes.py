@@ -23,7 +23,7 @@ from gpu_runbook.parsers.kubernetes import (
 from gpu_runbook.parsers.proc import DriverVersion
 from gpu_runbook.probes.commands import MAX_OUTPUT_CHARS
 from gpu_runbook.registry import check, fact
-from gpu_runbook.snapshot import NOT_PRESENT, Missing, Snapshot
+from gpu_runbook.snapshot import NOT_PRESENT, CommandFact, Missing, Snapshot
 
 DEVICE_PLUGIN_DIR = "/var/lib/kubelet/device-plugins"
 CHECKPOINT = DEVICE_PLUGIN_DIR + "/kubelet_internal_checkpoint"
@@ -100,8 +100,8 @@ def gfd_labels_fact(snapshot: Snapshot) -> dict[str, str]:
 
 
 @fact("kernel_log")
-def kernel_log_fact(snapshot: Snapshot) -> str:
-    """The kernel ring buffer as `dmesg` printed it."""
+def kernel_log_fact(snapshot: Snapshot) -> CommandFact:
+    """The kernel ring buffer as `dmesg` printed it (its newest part, when it was longer than the probe keeps)."""
     command = snapshot.command("dmesg")
     if command.error == "not-collected":
         raise Missing("the kernel log was not read in this snapshot (not live)", "skip")
@@ -110,7 +110,7 @@ def kernel_log_fact(snapshot: Snapshot) -> str:
     if command.exit != 0:
         raise Missing(f"the kernel log could not be read: dmesg exit {command.exit}: "
                       f"{command.output.strip()[:160] or 'no output'}")
-    return command.stdout
+    return command
 
 
 # -- device plugin ----------------------------------------------------------------------------------
@@ -382,7 +382,7 @@ def _xid_summary(events: list[XidEvent]) -> str:
 # --8<-- [start:xid-errors]
 @check("xid-errors", title="No GPU Xid errors in the kernel log", page="health-monitoring",
        facts=("kernel_log",))
-def xid_errors(log: str) -> Verdict:
+def xid_errors(dmesg: CommandFact) -> Verdict:
     """The kernel log holds NVRM Xid errors since boot: fail for those after which the GPU needs a reset or
     reboot (79 fallen off the bus, 48/95 uncorrectable ECC, 119/120 GSP, 154 naming a recovery action),
     warn for the ones that end an application (13, 31, 43, 45, 94, ...).
@@ -400,8 +400,10 @@ def xid_errors(log: str) -> Verdict:
     NVIDIA Xid catalog (resolution buckets): https://docs.nvidia.com/deploy/xid-errors/analyzing-xid-catalog.html;
     NVIDIA GPU Debug Guidelines; open-gpu-kernel-modules kernel_rc.c (the Xid line format).
     """
+    log = dmesg.stdout
     events = parse_xid_lines(log)
-    truncated = len(log) >= MAX_OUTPUT_CHARS - 1
+    # A long kernel log is cut at its start: the newest lines, where a fresh Xid is, are always kept.
+    truncated = dmesg.truncated
     reset = [e for e in events if e.code in XID_NEEDS_RESET]
     actions = [(e, xid_recovery_action(e.message)) for e in events if e.code == 154]
     reset += [e for e, action in actions if action and action.lower() != "none"]
@@ -416,10 +418,10 @@ def xid_errors(log: str) -> Verdict:
                     "Find the process named in the Xid line and debug it (compute-sanitizer for 13/31); "
                     "repeated Xids across different jobs point at the GPU: watch it.",
                     evidence, anchor="application-xids")
-    if truncated:
-        return unknown("no Xid in the part of the kernel log the probe kept, but the log was longer than "
-                       f"{MAX_OUTPUT_CHARS} characters: recent lines were not seen", evidence)
     if not log.strip():
         return unknown("dmesg printed nothing: the kernel log could not be read (restricted or empty)", evidence)
+    if truncated:
+        return ok(f"no NVRM Xid lines in the newest {MAX_OUTPUT_CHARS // 1024} KiB of the kernel log "
+                  "(older lines were not kept)", evidence)
     return ok("no NVRM Xid lines in the kernel log since boot", evidence)
 # --8<-- [end:xid-errors]

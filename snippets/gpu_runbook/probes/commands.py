@@ -29,7 +29,12 @@ def kill_group(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _text(data: Optional[bytes]) -> str:
-    return (data or b"")[:MAX_OUTPUT_CHARS].decode("utf-8", errors="replace")
+    # Keep the end of a long output: the newest kernel-log lines and a tool's final error are there.
+    return (data or b"")[-MAX_OUTPUT_CHARS:].decode("utf-8", errors="replace")
+
+
+def _truncated(*outputs: Optional[bytes]) -> dict[str, Any]:
+    return {"truncated": True} if any(len(o or b"") > MAX_OUTPUT_CHARS for o in outputs) else {}
 
 
 def run_command(argv: Sequence[str], timeout: float, env: Optional[dict[str, str]] = None) -> dict[str, Any]:
@@ -69,6 +74,7 @@ def run_command(argv: Sequence[str], timeout: float, env: Optional[dict[str, str
             "detail": f"no answer within {timeout:.1f} s; killed",
             "stdout": _text(stdout),
             "stderr": _text(stderr),
+            **_truncated(stdout, stderr),
             "seconds": round(time.monotonic() - started, 3),
         }
     return {
@@ -76,5 +82,6 @@ def run_command(argv: Sequence[str], timeout: float, env: Optional[dict[str, str
         "exit": proc.returncode,
         "stdout": _text(stdout),
         "stderr": _text(stderr),
+        **_truncated(stdout, stderr),
         "seconds": round(time.monotonic() - started, 3),
     }
