@@ -186,3 +186,64 @@ def gpu_lost_or_reset_required(runs: dict[str, Any]) -> Verdict:
         return skip("neither NVML nor nvidia-smi answered, so no GPU state could be read", evidence)
     return ok("no GPU reported lost or waiting for a reset", evidence)
 # --8<-- [end:gpu-lost]
+
+
+# --8<-- [start:row-remapping]
+@check("row-remapping", title="No memory row remapping pending or failed", page="health-monitoring",
+       facts=("nvml",))
+def row_remapping_pending_or_failed(nvml: dict[str, Any]) -> Verdict:
+    """A GPU's memory row remapping has failed (the GPU is due for service) or waits for a GPU reset.
+
+    ## Why it matters
+    On Ampere and newer GPUs an uncorrectable memory error marks the bad row for remapping; the spare
+    row is used only after the next GPU reset. Until then error containment keeps the GPU usable, so a
+    pending remap is a reset to schedule, not an outage. A remapping *failure* means the bank ran out of
+    spare rows: NVIDIA's RMA policy applies and the GPU should leave service.
+
+    ## Evidence
+    NVML nvmlDeviceGetRemappedRows per GPU: rows remapped for correctable and uncorrectable errors, the
+    pending flag and the failure flag. Not supported before Ampere, nor on MIG-enabled GPUs with instances.
+
+    ## References
+    NVML API reference, nvmlDeviceGetRemappedRows; NVIDIA A100/H100 GPU memory error management,
+    "Error Recovery and Response Flags": https://docs.nvidia.com/deploy/a100-gpu-mem-error-mgmt/
+    """
+    devices = nvml.get("devices")
+    if not isinstance(devices, list) or not devices:
+        return unknown("NVML listed no GPU, so row remapping could not be read (see nvml-init)")
+    failed, pending, unreadable, clean, unsupported = [], [], [], [], []
+    for device in devices:
+        if not isinstance(device, dict):
+            continue
+        name = f"GPU {device.get('index', '?')}"
+        rows = device.get("remapped_rows")
+        if isinstance(rows, dict) and isinstance(rows.get("error"), dict):
+            error = str(rows["error"].get("name"))
+            (unsupported if error == "NVMLError_NotSupported" else unreadable).append(f"{name} ({error})")
+        elif isinstance(rows, dict) and {"pending", "failure"} <= set(rows):
+            counts = f"{rows.get('uncorrectable', '?')} uncorrectable, {rows.get('correctable', '?')} correctable"
+            if rows["failure"] is True:
+                failed.append(f"{name} ({counts})")
+            elif rows["pending"] is True:
+                pending.append(f"{name} ({counts})")
+            else:
+                clean.append(name)
+        else:
+            unreadable.append(f"{name} (not recorded)")
+    evidence = {"failed": failed, "pending": pending, "unreadable": unreadable, "unsupported": unsupported,
+                "clean": clean}
+    if failed:
+        return fail(f"row remapping failed on {', '.join(failed)}: no spare rows left",
+                    "Drain the node and take the GPU out of service; NVIDIA's RMA policy applies once its field "
+                    "diagnostic validates the failure (collect `nvidia-bug-report.sh`).", evidence,
+                    anchor="row-remapping")
+    if pending:
+        return warn(f"row remapping pending on {', '.join(pending)}: the spare rows take effect at the next "
+                    "GPU reset", "Schedule a drain and GPU reset (or reboot) in the next maintenance window; "
+                    "running work is protected by error containment until then.", evidence, anchor="row-remapping")
+    if unreadable:
+        return unknown(f"row remapping could not be read on {', '.join(unreadable)}", evidence)
+    if not clean:
+        return skip("no GPU here reports row remapping (before Ampere, or MIG instances are active)", evidence)
+    return ok(f"no row remapping pending or failed on {', '.join(clean)}", evidence)
+# --8<-- [end:row-remapping]

@@ -80,6 +80,13 @@ def _device(nvml: Any, index: int) -> dict[str, Any]:
         device["mig_mode"] = {"current": mig[0], "pending": mig[1]}
     else:
         device["mig_mode"] = mig
+    # Ampere and newer: rows remapped after memory errors; "pending" waits for a GPU reset (NVML API).
+    rows = _call(_fn(nvml, "nvmlDeviceGetRemappedRows"), handle)
+    if isinstance(rows, (list, tuple)) and len(rows) == 4:
+        device["remapped_rows"] = {"correctable": rows[0], "uncorrectable": rows[1],
+                                   "pending": bool(rows[2]), "failure": bool(rows[3])}
+    else:
+        device["remapped_rows"] = rows
     memory = _call(_fn(nvml, "nvmlDeviceGetMemoryInfo"), handle)
     device["memory_total_bytes"] = memory if isinstance(memory, dict) else getattr(memory, "total", None)
     if isinstance(device.get("cuda_compute_capability"), tuple):
