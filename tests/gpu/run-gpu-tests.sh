@@ -17,7 +17,13 @@ if ! "$PY" -c 'import papermill, nbval, ipykernel, pynvml' 2>/dev/null; then
       nvidia-ml-py pytest papermill nbval ipykernel nbformat || exit 2
     export PYTHONPATH="$PWD/.gpu-deps${PYTHONPATH:+:$PYTHONPATH}"
   else
-    echo "test-gpu: papermill/nbval/ipykernel/pynvml missing and no ./wheelhouse (run: make wheelhouse)" >&2
+    # No wheelhouse: try the package index (a GPU host with internet); say what to do if that fails too.
+    "$PY" -m pip install -q --target .gpu-deps nvidia-ml-py pytest papermill nbval ipykernel nbformat || {
+      echo "test-gpu: papermill/nbval/ipykernel/pynvml missing, no ./wheelhouse and no package index;" \
+           "build one elsewhere with: make wheelhouse WHEEL_PYTHON=<this host's python>" >&2
+      exit 2
+    }
+    export PYTHONPATH="$PWD/.gpu-deps${PYTHONPATH:+:$PYTHONPATH}"
   fi
 fi
 # Absolute: notebook kernels start in notebooks/, where relative entries would point nowhere.
