@@ -52,7 +52,7 @@ wheelhouse:
 	$(PYTHON) -m pip wheel --no-deps -w $(WHEELHOUSE) .
 	$(PYTHON) -m pip download -d $(WHEELHOUSE) --only-binary=:all: --python-version $(WHEEL_PYTHON) \
 	  $(foreach p,$(WHEEL_PLATFORMS),--platform $(p)) --platform any \
-	  nvidia-ml-py pytest papermill nbval ipykernel nbformat
+	  nvidia-ml-py tomli pytest papermill nbval ipykernel nbformat
 	@echo "wheelhouse: $$(ls $(WHEELHOUSE) | wc -l) wheels in $(WHEELHOUSE)/"
 
 ## error-index: regenerate the `explain` index from the pages' errors: front matter
