@@ -82,3 +82,10 @@ def test_triage_notebook_on_the_live_gpu(tmp_path: Path) -> None:
 def test_nvidia_smi_q_runs(tmp_path: Path) -> None:
     proc = subprocess.run(["nvidia-smi", "-q"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "Driver Version" in proc.stdout
+
+
+def test_container_stack_walk_finds_no_broken_layer_on_a_healthy_gpu(live: Snapshot) -> None:
+    from gpu_runbook.layers import walk_layers
+
+    _, broken = walk_layers(run_checks(live, strict=True))
+    assert broken is None, f"lowest broken layer on a healthy GPU host: {broken}"
