@@ -18,8 +18,7 @@ from gpu_runbook.parsers.proc import (
 from gpu_runbook.registry import fact
 from gpu_runbook.snapshot import NOT_PRESENT, Missing, Snapshot
 
-# The NVIDIA frontend major is fixed by the driver; the UVM major is assigned at load time.
-NVIDIA_FRONTEND_MAJOR = 195
+# Minors fixed by the driver; the majors are read from /proc/devices (UVM's is assigned at load time).
 NVIDIACTL_MINOR = 255
 NVIDIA_MODESET_MINOR = 254
 NVIDIA_NODE = re.compile(r"^/dev/nvidia(?:\d+|ctl|-uvm|-uvm-tools|-modeset|-caps/.+|-nvswitch\d+|-nvlink)$")

@@ -75,26 +75,22 @@ def nvml_libraries_fact(snapshot: Snapshot) -> dict[str, dict[str, Any]]:
     return libs
 
 
+def _texts_under(snapshot: Snapshot, directories: tuple[str, ...]) -> dict[str, str]:
+    """Text of every file the probe read below these directories, by path (empty when there are none)."""
+    return {path: conf.text for directory in directories
+            for path, conf in snapshot.files_matching(directory).items() if conf.text is not None}
+
+
 @fact("modprobe_confs")
 def modprobe_confs_fact(snapshot: Snapshot) -> dict[str, str]:
     """Text of every modprobe.d file the probe read, by path (empty when there are none)."""
-    confs: dict[str, str] = {}
-    for directory in MODPROBE_DIRS:
-        for path, conf in snapshot.files_matching(directory).items():
-            if conf.text is not None:
-                confs[path] = conf.text
-    return confs
+    return _texts_under(snapshot, MODPROBE_DIRS)
 
 
 @fact("nvidia_udev_rules")
 def nvidia_udev_rules_fact(snapshot: Snapshot) -> dict[str, str]:
     """Text of the *nvidia*.rules udev files the probe read, by path."""
-    rules: dict[str, str] = {}
-    for directory in UDEV_RULE_DIRS:
-        for path, conf in snapshot.files_matching(directory).items():
-            if conf.text is not None:
-                rules[path] = conf.text
-    return rules
+    return _texts_under(snapshot, UDEV_RULE_DIRS)
 
 
 @fact("secure_boot")

@@ -68,8 +68,7 @@ def _device(nvml: Any, index: int) -> dict[str, Any]:
         "cuda_compute_capability": "nvmlDeviceGetCudaComputeCapability",
     }
     for key, name in getters.items():
-        fn = getattr(nvml, name, None)
-        device[key] = _call(fn, handle) if fn else {"error": {"name": "FunctionNotInBindings", "message": name}}
+        device[key] = _call(_fn(nvml, name), handle)
     pci = _call(_fn(nvml, "nvmlDeviceGetPciInfo"), handle)
     if isinstance(pci, dict):
         device["pci_bus_id"] = pci
