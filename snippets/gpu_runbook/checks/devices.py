@@ -32,7 +32,6 @@ LIB_DIRS = ("/usr/lib/x86_64-linux-gnu/", "/usr/lib64/", "/usr/lib/aarch64-linux
 MODPROBE_DIRS = ("/etc/modprobe.d/", "/lib/modprobe.d/", "/usr/lib/modprobe.d/", "/run/modprobe.d/")
 UDEV_RULE_DIRS = ("/etc/udev/rules.d/", "/lib/udev/rules.d/", "/usr/lib/udev/rules.d/")
 SECURE_BOOT_EFIVAR = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
-# lstat errors that mean "not there"; any other error (EACCES, ...) means "could not look".
 
 
 def _collected(snapshot: Snapshot) -> bool:
