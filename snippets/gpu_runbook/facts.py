@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 from gpu_runbook.parsers.proc import (
     DriverVersion,
+    mount_fstype,
     nvidia_char_majors,
     parse_driver_version,
     parse_proc_devices,
@@ -90,6 +91,28 @@ def in_container_fact(snapshot: Snapshot) -> bool:
             # An unexaminable marker is not proof of a host: say so rather than guess.
             raise Missing(f"cannot tell host from container: {marker} could not be examined ({error})")
     return False
+
+
+# --8<-- [start:host-dev]
+@fact("host_dev")
+def host_dev_fact(snapshot: Snapshot) -> bool:
+    """Whether the /dev the probes examined is the kernel's own devtmpfs, so host-level device facts (node
+    modes, /dev/char links) can be judged there.
+
+    True on a host, and in a container that mounts the host's /dev (privileged DaemonSets, driver
+    containers); False in a container whose runtime filled a private tmpfs /dev. Where mountinfo does not
+    say (another --root, an old snapshot, no /dev mount), it is "not in a container".
+    """
+    root = snapshot.host.get("root")
+    mountinfo = snapshot.file("/proc/self/mountinfo").text
+    if root in (None, "/") and mountinfo:
+        fstype = mount_fstype(mountinfo, "/dev")
+        if fstype is not None:
+            # A /.dockerenv left in a VM image or a container with the host's /dev both land here: the
+            # mount, not the marker file, says whose nodes these are.
+            return fstype == "devtmpfs"
+    return not in_container_fact(snapshot)
+# --8<-- [end:host-dev]
 
 
 TOOLKIT_BINARIES = ("/usr/bin/nvidia-container-cli", "/usr/bin/nvidia-container-runtime",

@@ -14,7 +14,7 @@ from gpu_runbook.parsers.cgroup import (
     parse_devices_list,
     parse_proc_cgroup,
 )
-from gpu_runbook.parsers.modprobe import library_version, module_disabled_by
+from gpu_runbook.parsers.modprobe import library_version, module_disabled_by, nvml_library_version
 from gpu_runbook.parsers.proc import (
     DriverVersion,
     device_file_mode,
@@ -28,7 +28,8 @@ from gpu_runbook.snapshot import NOT_PRESENT, CommandFact, Missing, Snapshot
 
 # -- facts of this section ------------------------------------------------------------------------
 
-LIB_DIRS = ("/usr/lib/x86_64-linux-gnu/", "/usr/lib64/", "/usr/lib/aarch64-linux-gnu/")
+# /usr/local/nvidia/lib64: where GKE's driver installer and some GPU clouds mount the driver libraries.
+LIB_DIRS = ("/usr/lib/x86_64-linux-gnu/", "/usr/lib64/", "/usr/lib/aarch64-linux-gnu/", "/usr/local/nvidia/lib64/")
 MODPROBE_DIRS = ("/etc/modprobe.d/", "/lib/modprobe.d/", "/usr/lib/modprobe.d/", "/run/modprobe.d/")
 UDEV_RULE_DIRS = ("/etc/udev/rules.d/", "/lib/udev/rules.d/", "/usr/lib/udev/rules.d/")
 SECURE_BOOT_EFIVAR = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
@@ -269,9 +270,9 @@ def device_nodes_missing_or_denied(majors: dict[str, int], nodes: dict[str, dict
 
 # --8<-- [start:device-node-modes]
 @check("device-node-modes", title="Node modes match the driver's DeviceFile* parameters", page="device-nodes",
-       facts=("driver_params", "nvidia_nodes", "nvidia_majors", "in_container"))
+       facts=("driver_params", "nvidia_nodes", "nvidia_majors", "host_dev"))
 def device_node_modes_differ(params: dict[str, str], nodes: dict[str, dict[str, Any]], majors: dict[str, int],
-                             in_container: bool) -> Verdict:
+                             host_dev: bool) -> Verdict:
     """NVreg_DeviceFileMode is not a valid mode, or the nodes' mode/owner differ from the driver's
     DeviceFileMode/UID/GID parameters (something else rewrote them).
 
@@ -300,8 +301,9 @@ def device_node_modes_differ(params: dict[str, str], nodes: dict[str, dict[str, 
                     "and reload the driver.", evidence, anchor="mode-parameter")
     if params.get("ModifyDeviceFiles") == "0":
         return ok("ModifyDeviceFiles is 0: the driver leaves the nodes to udev or the distribution", evidence)
-    if in_container:
-        return skip("inside a container the runtime creates the nodes; compare on the host", evidence)
+    if not host_dev:
+        return skip("inside a container with its own /dev the runtime creates the nodes; compare on the host",
+                    evidence)
     frontend = majors.get("frontend")
     want = (f"{mode:04o}", params.get("DeviceFileUID"), params.get("DeviceFileGID"))
     differ: list[str] = []
@@ -323,9 +325,9 @@ def device_node_modes_differ(params: dict[str, str], nodes: dict[str, dict[str, 
 
 # --8<-- [start:dev-char-symlinks]
 @check("dev-char-symlinks", title="/dev/char links for NVIDIA nodes", page="dev-char-symlinks",
-       facts=("nvidia_nodes", "dev_char", "in_container", "toolkit_binaries"), optional=("nvidia_udev_rules",))
+       facts=("nvidia_nodes", "dev_char", "host_dev", "toolkit_binaries"), optional=("nvidia_udev_rules",))
 def dev_char_links_missing(nodes: dict[str, dict[str, Any]], dev_char: dict[str, Any],
-                           in_container: bool, toolkit: list[str], udev_rules: Optional[dict[str, str]]) -> Verdict:
+                           host_dev: bool, toolkit: list[str], udev_rules: Optional[dict[str, str]]) -> Verdict:
     """An NVIDIA device node has no /dev/char/MAJOR:MINOR link, so runc with the systemd cgroup
     driver drops the device on `systemctl daemon-reload` ("Failed to initialize NVML: Unknown Error").
 
@@ -340,8 +342,8 @@ def dev_char_links_missing(nodes: dict[str, dict[str, Any]], dev_char: dict[str,
     ## References
     NVIDIA Container Toolkit troubleshooting; NVIDIA/nvidia-docker issue #1730; NVIDIA/nvidia-container-toolkit #48.
     """
-    if in_container:
-        return skip("inside a container: /dev/char links matter on the host that runs runc")
+    if not host_dev:
+        return skip("inside a container with its own /dev: /dev/char links matter on the host that runs runc")
     if "error" in dev_char:
         entries: dict[str, Any] = {}
         listing_error = dev_char.get("error")
@@ -737,7 +739,14 @@ def driver_library_mismatch(libs: dict[str, dict[str, Any]], driver: Optional[Dr
                     _mismatch_fix(in_container), evidence, anchor="causes")
     if driver is None:
         return skip("no kernel module version (/proc/driver/nvidia/version absent): see kernel-modules", evidence)
+    # NVML's own version names the library it loaded, wherever that lives (LD_LIBRARY_PATH included). A
+    # loaded library that differs from the module cannot initialise, so it only stands in for missing files.
+    loaded = nvml_library_version((nvml or {}).get("nvml_version")) if nvml_error is None else None
+    evidence["nvml_library"] = loaded
     if not versions and not soname:
+        if loaded:
+            return ok(f"kernel module {driver.version} = the libnvidia-ml NVML loaded ({loaded}; it is not in "
+                      "the standard library directories)", evidence)
         return skip("no libnvidia-ml.so* in the standard library directories", evidence)
     stale = [v for v in soname_versions if v != driver.version]
     if stale or (versions and driver.version not in versions):

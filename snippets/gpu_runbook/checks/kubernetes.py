@@ -107,6 +107,11 @@ def kernel_log_fact(snapshot: Snapshot) -> CommandFact:
         raise Missing("the kernel log was not read in this snapshot (not live)", "skip")
     if command.error is not None:
         raise Missing(f"the kernel log could not be read: dmesg {command.error} {command.detail}".rstrip())
+    if command.exit != 0 and re.search(r"Operation not permitted|Permission denied", command.output):
+        # kernel.dmesg_restrict=1 (the default on Ubuntu and others) keeps the log from unprivileged users.
+        # Still unknown, not skip: a monitor (NPD) that cannot read the log must not report "no Xid errors".
+        raise Missing("the kernel log is not readable by this user (kernel.dmesg_restrict=1): run as root "
+                      "to check for Xid errors")
     if command.exit != 0:
         raise Missing(f"the kernel log could not be read: dmesg exit {command.exit}: "
                       f"{command.output.strip()[:160] or 'no output'}")

@@ -81,3 +81,20 @@ def library_version(path: str) -> Optional[str]:
     """
     match = _LIB_VERSION.search(path)
     return match.group(1) if match else None
+
+
+def nvml_library_version(nvml_version: object) -> Optional[str]:
+    """The driver version in NVML's own version string (nvmlSystemGetNVMLVersion), or None.
+
+    NVML reports the driver build it belongs to behind the CUDA major version: 13.580.159.04 on driver
+    580.159.04. It names the libnvidia-ml actually loaded, wherever it lives (LD_LIBRARY_PATH included).
+
+    >>> nvml_library_version("13.580.159.04"), nvml_library_version("11.450.51.06")
+    ('580.159.04', '450.51.06')
+    >>> nvml_library_version("580.159.04") is None, nvml_library_version(None) is None
+    (True, True)
+    """
+    if not isinstance(nvml_version, str):
+        return None
+    match = re.fullmatch(r"\d{1,2}\.(\d{3}\.\d+(?:\.\d+)?)", nvml_version.strip())
+    return match.group(1) if match else None

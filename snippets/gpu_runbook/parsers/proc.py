@@ -190,3 +190,27 @@ def parse_proc_modules(text: str) -> dict[str, dict[str, object]]:
             "taints": taints,
         }
     return modules
+
+
+def mount_fstype(mountinfo: str, mount_point: str) -> Optional[str]:
+    """The file system type mounted at `mount_point` in /proc/self/mountinfo (the last mount wins, as it
+    hides the ones below it), or None when nothing is mounted there.
+
+    Sample Content::
+
+        24 27 0:6 / /dev rw,relatime - devtmpfs devtmpfs rw,size=65984560k,nr_inodes=16496140,mode=755
+
+    >>> mount_fstype("24 27 0:6 / /dev rw,relatime - devtmpfs devtmpfs rw,mode=755\\n", "/dev")
+    'devtmpfs'
+    >>> mount_fstype("610 609 0:77 / /dev rw,nosuid - tmpfs tmpfs rw,size=65536k,mode=755\\n", "/dev")
+    'tmpfs'
+    >>> mount_fstype("612 610 0:79 / /dev/pts rw - devpts devpts rw\\n", "/dev") is None
+    True
+    """
+    found: Optional[str] = None
+    for line in mountinfo.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields, tail = left.split(), right.split()
+        if sep and len(fields) >= 5 and tail and fields[4] == mount_point:
+            found = tail[0]
+    return found

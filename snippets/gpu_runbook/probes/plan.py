@@ -114,6 +114,8 @@ PATHS: tuple[str, ...] = (
     "/usr/lib64/libcuda.so*",
     "/usr/lib/aarch64-linux-gnu/libnvidia-ml.so*",
     "/usr/lib/aarch64-linux-gnu/libcuda.so*",
+    "/usr/local/nvidia/lib64/libnvidia-ml.so*",
+    "/usr/local/nvidia/lib64/libcuda.so*",
     "/lib/firmware/nvidia/*/gsp_*",
     "/run/nvidia/driver",
     "/run/nvidia/driver/usr/bin/nvidia-smi",
