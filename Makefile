@@ -47,12 +47,14 @@ test-gpu:
 	bash tests/gpu/run-gpu-tests.sh
 
 ## wheelhouse: every wheel the GPU tests need, for a host with no internet
+# aiohttp by name: papermill needs it on Python 3.12 only, and pip download judges `python_version`
+# markers by the Python running pip, not by --python-version, so building on 3.11 would leave it out.
 wheelhouse:
 	rm -rf $(WHEELHOUSE) && mkdir -p $(WHEELHOUSE)
 	$(PYTHON) -m pip wheel --no-deps -w $(WHEELHOUSE) .
 	$(PYTHON) -m pip download -d $(WHEELHOUSE) --only-binary=:all: --python-version $(WHEEL_PYTHON) \
 	  $(foreach p,$(WHEEL_PLATFORMS),--platform $(p)) --platform any \
-	  nvidia-ml-py tomli pytest papermill nbval ipykernel nbformat
+	  nvidia-ml-py tomli pytest papermill nbval ipykernel nbformat aiohttp
 	@echo "wheelhouse: $$(ls $(WHEELHOUSE) | wc -l) wheels in $(WHEELHOUSE)/"
 
 ## error-index: regenerate the `explain` index from the pages' errors: front matter

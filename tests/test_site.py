@@ -69,3 +69,26 @@ def test_search_separator_splits_error_punctuation() -> None:
         "load", "library", "failed", "libnvidia", "ml", "so", "1"]
     assert _tokens("NVIDIA_REQUIRE_CUDA=cuda>=12.4", separator) == ["nvidia", "require", "cuda", "cuda", "12", "4"]
     assert _tokens("/dev/nvidia-uvm", separator) == ["dev", "nvidia", "uvm"]
+
+
+def test_verified_boxes_show_the_recorded_gpu_run(built_site: Path) -> None:
+    """Each page with checks shows the newest GPU run's status for them; "Verified" only when one was judged."""
+    runs = sorted((REPO / "tests" / "gpu" / "runs").glob("*.json"))
+    records = sorted((json.loads(p.read_text(encoding="utf-8")) for p in runs), key=lambda r: r["date"])
+    for md in sorted((REPO / "docs").glob("*/*.md")):
+        meta = yaml.safe_load(md.read_text(encoding="utf-8").split("---", 2)[1]) or {}
+        checks = meta.get("checks") or []
+        if not checks:
+            continue
+        html = (built_site / md.parent.name / (md.stem + ".html")).read_text(encoding="utf-8")
+        run = next((r for r in reversed(records) if any(c in r["checks"] for c in checks)), None)
+        if run is None:
+            assert "Not yet verified on a real GPU" in html, md.name
+            continue
+        statuses = {run["checks"][c] for c in checks if c in run["checks"]}
+        title = "Verified on" if statuses & {"ok", "warn", "fail"} else "Ran on"
+        assert f"{title} {run['gpu']} · driver {run['driver']}" in html, md.name
+        for check in checks:
+            if check in run["checks"]:
+                assert re.search(rf"<code>{re.escape(check)}</code>\s*<strong>{run['checks'][check]}</strong>",
+                                 html), (md.name, check)

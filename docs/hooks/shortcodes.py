@@ -49,13 +49,21 @@ def verified(page_checks: list[str]) -> str:
     for run in load_runs():
         results = run.get("checks", {})
         covered = [c for c in page_checks if c in results]
-        if covered:
-            items = ", ".join(f"`{c}` {results[c]}" for c in covered)
-            rest = [c for c in page_checks if c not in results]
-            tail = f" Not in that run: {', '.join(f'`{c}`' for c in rest)}." if rest else ""
-            return (f'!!! success "Verified on {_run_line(run)}"\n'
-                    f"    Live run of this page's checks on a real GPU: {items}.{tail} "
-                    f"[All recorded runs](../reference/gpu-runs.md).\n")
+        if not covered:
+            continue
+        summaries = run.get("summaries", {})
+        rest = [c for c in page_checks if c not in results]
+        lines = [f"    - `{c}` **{results[c]}**: {summaries.get(c, '')}".rstrip(": ") for c in covered]
+        tail = [f"    Not in that run: {', '.join(f'`{c}`' for c in rest)}."] if rest else []
+        link = "    [All recorded runs](../reference/gpu-runs.md)."
+        if any(results[c] in ("ok", "warn", "fail") for c in covered):
+            head = (f'!!! success "Verified on {_run_line(run)}"\n'
+                    "    Live run of this page's checks on a real GPU host:\n")
+        else:
+            # Every check skipped there: the run proves they stay quiet, not that they judge correctly.
+            head = (f'!!! info "Ran on {_run_line(run)}: nothing to judge there"\n'
+                    "    The checks ran live on a real GPU host where their subject is absent:\n")
+        return head + "\n" + "\n".join([*lines, "", *tail, link]) + "\n"
     names = ", ".join(f"`{c}`" for c in page_checks)
     return (f'!!! info "Not yet verified on a real GPU"\n'
             f"    No recorded GPU run covers {names} yet; `make test-gpu` on a GPU host records one.\n")
@@ -98,9 +106,24 @@ def gpu_runs() -> str:
         return "No GPU run has been recorded yet. `make test-gpu` on a GPU host writes one to `tests/gpu/runs/`.\n"
     out = []
     for run in runs:
-        out += [f"### {_run_line(run)}", "", f"Recorded in `{run['_file']}`. Host: {run.get('host', '?')}.", "",
-                "| Check | Status |", "|---|---|"]
-        out += [f"| `{c}` | {s} |" for c, s in sorted(run.get("checks", {}).items())]
+        out += [f"### {_run_line(run)}", "", f"Recorded in `{run['_file']}`. Host: {run.get('host', '?')}, "
+                f"{run.get('kernel_module', '?')} kernel module, collected as uid {run.get('euid', '?')}.", ""]
+        tests = run.get("pytest_gpu") or {}
+        if tests:
+            out += [f"GPU tests: {tests.get('passed', 0)} passed, {tests.get('failed', 0)} failed, "
+                    f"{tests.get('skipped', 0)} skipped.", ""]
+        timings = run.get("timings_seconds") or {}
+        if timings:
+            out += ["| Wall time (s) | Median | Fastest |", "|---|---|---|"]
+            for name, value in timings.items():
+                median, fastest = ((value.get("median"), value.get("min")) if isinstance(value, dict)
+                                   else (value, value))
+                out.append(f"| `{name}` | {median} | {fastest} |")
+            out.append("")
+        summaries = run.get("summaries", {})
+        out += ["| Check | Status | Summary |", "|---|---|---|"]
+        out += [f"| `{c}` | {s} | {str(summaries.get(c, '')).replace('|', '&#124;')} |"
+                for c, s in sorted(run.get("checks", {}).items())]
         out.append("")
     return "\n".join(out)
 
