@@ -138,3 +138,32 @@ def test_parsers_on_odd_input() -> None:
     assert parse_visible_devices(" , ,MIG-GPU-932bfb2c/1/0") == [("mig-uuid", "MIG-GPU-932bfb2c/1/0")]
     assert parse_visible_devices("NoNe") == [("none", "NoNe")]
     assert parse_thread_percentage("1e2") is None and parse_thread_percentage("100.0") == 100.0
+
+
+def test_a_private_mps_pipe_directory_is_examined(tmp_path: Any) -> None:
+    """CUDA_MPS_PIPE_DIRECTORY outside /tmp/nvidia-mps: the probe lstats it, so mps-daemon can judge it."""
+    import socket
+
+    from gpu_runbook.probes.collect import collect
+
+    pipe = tmp_path / "mps-pipe"
+    pipe.mkdir()
+    env = {"CUDA_MPS_PIPE_DIRECTORY": str(pipe)}
+    absent = collect(live=False, environ=env)
+    assert absent["paths"][f"{pipe}/control"]["error"] == "ENOENT"
+    assert _status(dict(absent, env=env), "mps-daemon")[0] != "skip"
+
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        server.bind(str(pipe / "control"))  # what nvidia-cuda-mps-control -d creates while it runs
+        running = collect(live=False, environ=env)
+    finally:
+        server.close()
+    assert running["paths"][f"{pipe}/control"]["kind"] == "socket"
+    # The GPU side comes from the captured H100 (a CPU test host has no NVML to ask).
+    nvml = _scenario("device-nodes/captured-h100-580.159.04-root.json")["nvml"]
+    status, summary = _status(dict(running, env=env, nvml=nvml), "mps-daemon")
+    # Judged, not skipped: that H100 runs in Default compute mode, which the check warns about beside MPS.
+    assert status == "warn" and summary.startswith(f"the MPS control daemon runs ({pipe}/control)"), summary
+    # Under another root the environment names paths of this machine, not the mounted one's.
+    assert f"{pipe}/control" not in collect(root=str(tmp_path), live=False, environ=env)["paths"]

@@ -84,6 +84,9 @@ def collection_plan() -> str:
         out.append(f"| `{name}` | `{' '.join(command.argv)}` | {command.timeout:g} s | {command.why} |")
     out += ["", "### Files read", "", *[f"- `{p}`" for p in plan.FILES], "",
             "### Paths examined (lstat only, never opened)", "", *[f"- `{p}`" for p in plan.PATHS], "",
+            "### Paths named by the environment (lstat only)", "",
+            "At root `/` only, and only absolute paths without `..` or glob characters:", "",
+            *[f"- `${name}{suffix}`" for name, suffixes in plan.ENV_PATHS.items() for suffix in suffixes], "",
             "### Directories listed", "", *[f"- `{p}`" for p in plan.DIRS], "",
             "### Device nodes opened (the open test)", "",
             f"Opened read-only and non-blocking in a child process, closed at once (no read, no ioctl), "

@@ -59,9 +59,10 @@ class HostReader(threading.Thread):
     driver), and the rest is simply not in the snapshot. Commands and NVML run meanwhile.
     """
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, extra_paths: tuple[str, ...] = ()) -> None:
         super().__init__(name="gpu-runbook-host-reader", daemon=True)
         self.root = root
+        self.extra_paths = extra_paths
         self.tables: dict[str, dict[str, Any]] = {"files": {}, "paths": {}, "dirs": {}}
         self.current: Optional[tuple[str, str]] = None
         self._lock = threading.Lock()
@@ -86,7 +87,7 @@ class HostReader(threading.Thread):
 
     def run(self) -> None:
         self._each("files", plan.FILES, lambda p: read_file(self.root, p, plan.MAX_FILE_BYTES))
-        self._each("paths", plan.PATHS, lambda p: stat_path(self.root, p))
+        self._each("paths", plan.PATHS + self.extra_paths, lambda p: stat_path(self.root, p))
         for path in plan.DIRS:
             self.current = ("dirs", path)
             self._record("dirs", path, list_dir(self.root, path))
@@ -171,7 +172,8 @@ def collect(root: str = "/", deadline: float = plan.DEFAULT_DEADLINE_S,
         except OSError as exc:
             notes.append(f"NVML probe could not start: {exc}")
 
-    reader = HostReader(root)
+    # Paths named by this process's environment describe this machine only: not under another root.
+    reader = HostReader(root, plan.env_paths(env) if root == "/" else ())
     reader.start()
 
     commands: dict[str, Any] = {}

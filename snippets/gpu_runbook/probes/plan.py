@@ -132,6 +132,30 @@ PATHS: tuple[str, ...] = (
     "/etc/kubernetes/node-feature-discovery/features.d",
 )
 
+# Paths the collecting process's environment names, lstat only like PATHS: a CUDA client started here would
+# use them. Only absolute, plain paths (no "..", no glob characters) are taken.
+ENV_PATHS: dict[str, tuple[str, ...]] = {
+    "CUDA_MPS_PIPE_DIRECTORY": ("", "/control"),  # the MPS pipe directory and the daemon's control socket
+}
+
+
+def env_paths(environ: dict[str, str]) -> tuple[str, ...]:
+    """The ENV_PATHS this environment names.
+
+    >>> env_paths({"CUDA_MPS_PIPE_DIRECTORY": "/run/mps/"})
+    ('/run/mps', '/run/mps/control')
+    >>> env_paths({"CUDA_MPS_PIPE_DIRECTORY": "../x"}), env_paths({"CUDA_MPS_PIPE_DIRECTORY": "/a/*"}), env_paths({})
+    ((), (), ())
+    """
+    paths: list[str] = []
+    for name, suffixes in ENV_PATHS.items():
+        value = environ.get(name, "").strip().rstrip("/")
+        if not value.startswith("/") or "/../" in value + "/" or any(c in value for c in "*?[]\n"):
+            continue
+        paths += [value + suffix for suffix in suffixes]
+    return tuple(paths)
+
+
 # Directories whose entries are listed ({name: link target or None}).
 DIRS: tuple[str, ...] = (
     "/dev/char",
