@@ -35,7 +35,7 @@ build: $(VENV)/.site-installed
 
 ## lint: ruff and the Python 3.9 floor of the runtime code
 lint: $(VENV)/.test-installed
-	$(BIN)/ruff check snippets tests docs/hooks
+	$(BIN)/ruff check snippets tests docs/hooks notebooks
 	$(BIN)/vermin --no-tips --violations -t=3.9- --eval-annotations snippets/gpu_runbook
 
 ## test: everything CI runs: ruff + vermin, unit, scenarios, CLI, notebooks (papermill + nbval), site build, browser

@@ -21,7 +21,7 @@ def test_runtime_code_needs_at_most_python_3_9() -> None:
 
 
 def test_ruff_is_clean() -> None:
-    proc = subprocess.run([str(BIN / "ruff"), "check", "snippets", "tests", "docs/hooks"], cwd=REPO,
+    proc = subprocess.run([str(BIN / "ruff"), "check", "snippets", "tests", "docs/hooks", "notebooks"], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
