@@ -74,14 +74,16 @@ def test_search_separator_splits_error_punctuation() -> None:
 def test_verified_boxes_show_the_recorded_gpu_run(built_site: Path) -> None:
     """Each page with checks shows the newest GPU run's status for them; "Verified" only when one was judged."""
     runs = sorted((REPO / "tests" / "gpu" / "runs").glob("*.json"))
-    records = sorted((json.loads(p.read_text(encoding="utf-8")) for p in runs), key=lambda r: r["date"])
+    # Newest first, ties in file-name order: the order the hook shows them in.
+    records = sorted((json.loads(p.read_text(encoding="utf-8")) for p in runs),
+                     key=lambda r: (r["date"], r.get("recorded_at", "")), reverse=True)
     for md in sorted((REPO / "docs").glob("*/*.md")):
         meta = yaml.safe_load(md.read_text(encoding="utf-8").split("---", 2)[1]) or {}
         checks = meta.get("checks") or []
         if not checks:
             continue
         html = (built_site / md.parent.name / (md.stem + ".html")).read_text(encoding="utf-8")
-        run = next((r for r in reversed(records) if any(c in r["checks"] for c in checks)), None)
+        run = next((r for r in records if any(c in r["checks"] for c in checks)), None)
         if run is None:
             assert "Not yet verified on a real GPU" in html, md.name
             continue

@@ -35,7 +35,7 @@ def load_runs() -> list[dict[str, Any]]:
             run = json.load(handle)
         run["_file"] = os.path.relpath(path, ROOT)
         runs.append(run)
-    return sorted(runs, key=lambda r: r.get("date", ""), reverse=True)
+    return sorted(runs, key=lambda r: (r.get("date", ""), r.get("recorded_at", "")), reverse=True)
 
 
 def _run_line(run: dict[str, Any]) -> str:
@@ -55,6 +55,12 @@ def verified(page_checks: list[str]) -> str:
         rest = [c for c in page_checks if c not in results]
         lines = [f"    - `{c}` **{results[c]}**: {summaries.get(c, '')}".rstrip(": ") for c in covered]
         tail = [f"    Not in that run: {', '.join(f'`{c}`' for c in rest)}."] if rest else []
+        others = [r for r in load_runs() if r["_file"] != run["_file"] and any(c in r.get("checks", {}) for c in covered)]
+        for other in others:
+            differ = [f"`{c}` {other['checks'][c]}" for c in covered
+                      if c in other["checks"] and other["checks"][c] != results[c]]
+            tail.append(f"    Also run on {_run_line(other)}: "
+                        + (f"different there: {', '.join(differ)}." if differ else "the same results."))
         link = "    [All recorded runs](../reference/gpu-runs.md)."
         if any(results[c] in ("ok", "warn", "fail") for c in covered):
             head = (f'!!! success "Verified on {_run_line(run)}"\n'

@@ -72,8 +72,10 @@ def main() -> int:
     os_release = snapshot.file("/etc/os-release").text or ""
     pretty = re.search(r'^PRETTY_NAME="?([^"\n]*)', os_release, re.MULTILINE)
     kernel = snapshot.file("/proc/driver/nvidia/version").text or ""
+    now = datetime.datetime.now(datetime.timezone.utc)
     record = {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+        "date": now.strftime("%Y-%m-%d"),
+        "recorded_at": now.replace(microsecond=0).isoformat(),
         "gpu": devices[0].get("name", "?") + (f" x{len(devices)}" if len(devices) > 1 else ""),
         "driver": nvml.get("driver_version"),
         "cuda": f"{cuda // 1000}.{cuda % 1000 // 10}" if isinstance(cuda, int) else None,
