@@ -55,7 +55,8 @@ def verified(page_checks: list[str]) -> str:
         rest = [c for c in page_checks if c not in results]
         lines = [f"    - `{c}` **{results[c]}**: {summaries.get(c, '')}".rstrip(": ") for c in covered]
         tail = [f"    Not in that run: {', '.join(f'`{c}`' for c in rest)}."] if rest else []
-        others = [r for r in load_runs() if r["_file"] != run["_file"] and any(c in r.get("checks", {}) for c in covered)]
+        others = [r for r in load_runs()
+                  if r["_file"] != run["_file"] and any(c in r.get("checks", {}) for c in covered)]
         for other in others:
             differ = [f"`{c}` {other['checks'][c]}" for c in covered
                       if c in other["checks"] and other["checks"][c] != results[c]]
