@@ -188,3 +188,45 @@ def test_collect_under_root_skips_the_open_test(tmp_path: Path) -> None:
     snapshot = collect(root=str(tmp_path), deadline=5)
     assert "skipped" in snapshot["opens"]
     json.dumps(snapshot)
+
+
+# -- /dev as found: recorded before NVML and the commands, compared afterwards -------------------------------
+
+def test_dev_is_recorded_before_anything_else(tmp_path: Path) -> None:
+    """The reader signals /dev done before it reads any file, so the live probes start after /dev is seen."""
+    from gpu_runbook.probes.collect import HostReader
+
+    (tmp_path / "dev").mkdir()
+    (tmp_path / "dev" / "nvidiactl").write_text("")
+    reader = HostReader(str(tmp_path))
+    reader.start()
+    assert reader.dev_recorded.wait(5)
+    tables, _ = reader.finish(5)
+    assert tables["paths"]["/dev/nvidiactl"]["kind"] == "file"
+    assert "/dev/char" in tables["dirs"]
+
+
+def test_nodes_that_appear_during_collection_are_reported(tmp_path: Path) -> None:
+    from gpu_runbook.probes.collect import _dev_changes
+
+    (tmp_path / "dev").mkdir()
+    before = {"/dev/nvidia-uvm": {"error": "ENOENT"}, "/dev/nvidia0": {"kind": "char", "major": 195, "minor": 0}}
+    (tmp_path / "dev" / "nvidia-uvm").write_text("")  # what root's NVML/nvidia-smi does with ModifyDeviceFiles=1
+    assert _dev_changes(str(tmp_path), before) == {"appeared": ["/dev/nvidia-uvm"], "vanished": ["/dev/nvidia0"]}
+
+
+def test_device_nodes_warns_when_the_probes_created_the_missing_node() -> None:
+    scenario = load_scenario(SCENARIO_DIR / "device-nodes" / "captured-h200-private-dev-healthy.json")
+    data = copy.deepcopy(scenario["snapshot"])
+    data["paths"]["/dev/nvidia-uvm"] = {"error": "ENOENT", "detail": "No such file or directory"}
+    data["probe"]["dev_changes"] = {"appeared": [], "vanished": []}
+    assert _device_nodes(data).status is Status.FAIL
+    data["probe"]["dev_changes"] = {"appeared": ["/dev/nvidia-uvm"], "vanished": []}
+    finding = _device_nodes(data)
+    assert finding.status is Status.WARN and "created them" in finding.summary, finding.summary
+    assert finding.evidence["created_by_probes"] == ["/dev/nvidia-uvm"]
+
+
+def _device_nodes(data: dict) -> object:
+    (finding,) = run_checks(Snapshot(data), only=["device-nodes"], strict=True)
+    return finding

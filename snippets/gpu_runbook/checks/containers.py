@@ -867,6 +867,11 @@ def _truthy(value: Optional[str]) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def _short(expression: str, limit: int = 60) -> str:
+    """The expression for a one-line summary: CUDA base images list dozens of brand alternatives."""
+    return repr(expression) if len(expression) <= limit else repr(expression[:limit].rstrip() + " ...")
+
+
 @check("require-cuda", title="NVIDIA_REQUIRE_CUDA satisfied by the driver", page="driver-compat",
        facts=("nvidia_env",), optional=("driver_cuda_version", "kernel_driver", "nvml"))
 def require_cuda_unsatisfied(env: dict[str, str], cuda: Optional[str], driver: Optional[DriverVersion],
@@ -893,8 +898,9 @@ def require_cuda_unsatisfied(env: dict[str, str], cuda: Optional[str], driver: O
     if not expression:
         return skip("neither NVIDIA_REQUIRE_CUDA nor CUDA_VERSION is set (not a CUDA image's environment)")
     if cuda is None:
-        return unknown(f"{expression!r} cannot be judged: the driver's CUDA version is unknown "
-                       "(NVML, nvidia-smi and nvidia-container-cli did not say)")
+        return unknown(f"{_short(expression)} cannot be judged: the driver's CUDA version is unknown "
+                       "(NVML, nvidia-smi and nvidia-container-cli did not say)",
+                       {"NVIDIA_REQUIRE_CUDA": env.get("NVIDIA_REQUIRE_CUDA"), "CUDA_VERSION": legacy})
     driver_version = driver.version if driver else ((nvml or {}).get("driver_version") if _nvml_ok(nvml) else None)
     facts = {"cuda": cuda, "driver": driver_version if isinstance(driver_version, str) else None,
              "brand": None, "arch": None}
@@ -908,12 +914,12 @@ def require_cuda_unsatisfied(env: dict[str, str], cuda: Optional[str], driver: O
         return ok(f"driver CUDA {cuda} satisfies {expression.split()[0]}", evidence)
     same_major = needed is not None and (version_tuple(needed) or (0,))[0] == (version_tuple(cuda) or (0,))[0]
     if verdict is None:
-        return warn(f"{expression!r} is satisfied only through a brand/arch alternative this snapshot cannot "
+        return warn(f"{_short(expression)} is satisfied only through a brand/arch alternative this snapshot cannot "
                     f"judge (driver CUDA {cuda})", "Check the GPU brand (nvidia-smi -q | grep Brand); "
                     "a Tesla/data-center GPU with the cuda-compat package can run it.", evidence,
                     anchor="require-cuda")
     advice = (f"driver CUDA {cuda} is older than the image's {needed}" if needed else
-              f"driver CUDA {cuda} does not satisfy {expression!r}")
+              f"driver CUDA {cuda} does not satisfy {_short(expression)}")
     if same_major:
         fix = (f"Upgrade the driver to {minimum_driver(needed or '') or 'the release notes minimum'} or newer; or, "
                "since the major version matches, rely on minor version compatibility by running with "

@@ -195,11 +195,21 @@ def expected_nodes(majors: dict[str, int], nodes: dict[str, dict[str, Any]],
     return expected
 
 
+@fact("nodes_created_by_probes")
+def nodes_created_by_probes_fact(snapshot: Snapshot) -> list[str]:
+    """/dev/nvidia* nodes that appeared while the live probes ran (NVML or nvidia-smi, as root, made them)."""
+    changes = snapshot.probe.get("dev_changes")
+    if not isinstance(changes, dict) or not isinstance(changes.get("appeared"), list):
+        raise Missing("this snapshot did not look at /dev twice (not live, or an older collector)", "skip")
+    return [p for p in changes["appeared"] if isinstance(p, str)]
+
+
 @check("device-nodes", title="/dev/nvidia* nodes exist and open", page="device-nodes",
-       facts=("nvidia_majors", "nvidia_nodes", "host"), optional=("nvml", "in_container"))
-def device_nodes_missing_or_denied(majors: dict[str, int], nodes: dict[str, dict[str, Any]],
-                                   host: dict[str, Any], nvml: Optional[dict[str, Any]],
-                                   in_container: Optional[bool]) -> Verdict:
+       facts=("nvidia_majors", "nvidia_nodes", "host"),
+       optional=("nvml", "in_container", "nodes_created_by_probes"))
+def device_nodes_missing_or_denied(  # noqa: PLR0917 (the registry passes each declared fact positionally)
+        majors: dict[str, int], nodes: dict[str, dict[str, Any]], host: dict[str, Any],
+        nvml: Optional[dict[str, Any]], in_container: Optional[bool], created: Optional[list[str]]) -> Verdict:
     """A /dev/nvidia* node is missing, has the wrong type or numbers, or its mode denies the workload.
 
     ## Why it matters
@@ -226,7 +236,8 @@ def device_nodes_missing_or_denied(majors: dict[str, int], nodes: dict[str, dict
     denied: list[str] = []
     unreadable: list[str] = []
     for path, (major, minor, required) in sorted(expected.items()):
-        node = nodes.get(path, {"error": "not-collected"})
+        # The /dev globs ran (nvidia_nodes holds their results): a node they did not list is absent.
+        node = nodes.get(path, {"error": "ENOENT"})
         if node.get("error") and node["error"] not in NOT_PRESENT:
             unreadable.append(f"{path} ({node['error']})")
         elif node.get("error"):
@@ -253,9 +264,19 @@ def device_nodes_missing_or_denied(majors: dict[str, int], nodes: dict[str, dict
         return fail("; ".join(wrong), "Remove the stale nodes and recreate them from the current majors: "
                     "nvidia-modprobe -c=0 -u (host), or restart the container so the runtime injects them.",
                     evidence, anchor="stale-nodes")
+    fix_missing = ("Create the nodes: nvidia-modprobe -c=0 -u (host), or restart the container so the runtime "
+                   "injects them.")
+    made = [p for p in expected if p in (created or [])]
+    if made:
+        evidence["created_by_probes"] = made
+    if missing and all(m.split(" ", 1)[0] in made for m in missing):
+        # Root's NVML or nvidia-smi made them on the spot; a non-root workload could not have.
+        return warn(f"{', '.join(made)} missing until this check ran: NVML or nvidia-smi, running as root, "
+                    "created them (they exist now; a process without root or CAP_MKNOD would have failed)",
+                    fix_missing + " Make it last: create them at boot (nvidia-persistenced, or nvidia-modprobe "
+                    "in a unit) or have the runtime inject them.", evidence, anchor="missing-nodes")
     if missing:
-        return fail("; ".join(missing), "Create the nodes: nvidia-modprobe -c=0 -u (host), or restart the "
-                    "container so the runtime injects them.", evidence, anchor="missing-nodes")
+        return fail("; ".join(missing), fix_missing, evidence, anchor="missing-nodes")
     if denied:
         return fail("; ".join(denied), "Add the user to the nodes' group, or set NVreg_DeviceFileMode/"
                     "NVreg_DeviceFileGID (see the page) and reload the driver.", evidence, anchor="permissions")

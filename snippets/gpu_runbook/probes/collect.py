@@ -20,6 +20,8 @@ from gpu_runbook.snapshot import SCHEMA_VERSION
 
 # At most this much of the deadline is kept back for killing hung probes and printing the report.
 KILL_RESERVE_S = 1.5
+# How long the live probes wait for /dev to be recorded first (it takes milliseconds).
+DEV_WAIT_S = 1.0
 
 
 def _env_facts(environ: dict[str, str]) -> dict[str, str]:
@@ -63,6 +65,8 @@ class HostReader(threading.Thread):
         super().__init__(name="gpu-runbook-host-reader", daemon=True)
         self.root = root
         self.extra_paths = extra_paths
+        # Set once /dev is recorded: the live probes wait for it (see collect()).
+        self.dev_recorded = threading.Event()
         self.tables: dict[str, dict[str, Any]] = {"files": {}, "paths": {}, "dirs": {}}
         self.current: Optional[tuple[str, str]] = None
         self._lock = threading.Lock()
@@ -86,11 +90,20 @@ class HostReader(threading.Thread):
                     self._record(table, pattern, missing)
 
     def run(self) -> None:
+        try:
+            self._each("paths", plan.dev_paths(), lambda p: stat_path(self.root, p))
+            for path in plan.dev_dirs():
+                self.current = ("dirs", path)
+                self._record("dirs", path, list_dir(self.root, path))
+        finally:
+            self.dev_recorded.set()
         self._each("files", plan.FILES, lambda p: read_file(self.root, p, plan.MAX_FILE_BYTES))
-        self._each("paths", plan.PATHS + self.extra_paths, lambda p: stat_path(self.root, p))
+        rest = tuple(p for p in plan.PATHS + self.extra_paths if p not in plan.dev_paths())
+        self._each("paths", rest, lambda p: stat_path(self.root, p))
         for path in plan.DIRS:
-            self.current = ("dirs", path)
-            self._record("dirs", path, list_dir(self.root, path))
+            if path not in plan.dev_dirs():
+                self.current = ("dirs", path)
+                self._record("dirs", path, list_dir(self.root, path))
         self.current = None
 
     def finish(self, timeout: float) -> tuple[dict[str, dict[str, Any]], Optional[str]]:
@@ -106,6 +119,19 @@ class HostReader(threading.Thread):
         tables[table][path] = {"error": "timeout",
                                "detail": "the read did not return before the collection deadline; abandoned"}
         return tables, path
+
+
+def _dev_changes(root: str, before: dict[str, Any]) -> dict[str, list[str]]:
+    """NVIDIA device nodes that appeared or vanished since /dev was first recorded (lstat on devtmpfs or
+    a container's tmpfs /dev does not block, so this runs without the reader's deadline guard)."""
+    after = {path: stat_path(root, path) for pattern in plan.dev_paths() for path in expand(root, pattern)}
+
+    def present(fact: Any) -> bool:
+        return isinstance(fact, dict) and fact.get("kind") is not None
+    appeared = sorted(p for p, f in after.items() if present(f) and not present(before.get(p)))
+    vanished = sorted(p for p, f in before.items()
+                      if p.startswith("/dev/") and present(f) and not present(after.get(p)))
+    return {"appeared": appeared, "vanished": vanished}
 
 
 def _host_facts(root: str) -> dict[str, Any]:
@@ -165,16 +191,18 @@ def collect(root: str = "/", deadline: float = plan.DEFAULT_DEADLINE_S,
     if driver_root:
         notes.append(f"no nvidia-smi on PATH: using the containerised driver at {driver_root} for tools and NVML")
 
+    # Paths named by this process's environment describe this machine only: not under another root.
+    reader = HostReader(root, plan.env_paths(env) if root == "/" else ())
+    reader.start()
     nvml_proc = None
     if live:
+        # /dev first, as found: running as root, NVML and nvidia-smi create missing /dev/nvidia* nodes
+        # themselves (the driver's ModifyDeviceFiles behaviour), which would hide the very fault.
+        reader.dev_recorded.wait(min(DEV_WAIT_S, max(stop_at - time.monotonic(), 0.0)))
         try:
             nvml_proc = probe_nvml_start(probe_env)
         except OSError as exc:
             notes.append(f"NVML probe could not start: {exc}")
-
-    # Paths named by this process's environment describe this machine only: not under another root.
-    reader = HostReader(root, plan.env_paths(env) if root == "/" else ())
-    reader.start()
 
     commands: dict[str, Any] = {}
     nvml: dict[str, Any]
@@ -209,6 +237,12 @@ def collect(root: str = "/", deadline: float = plan.DEFAULT_DEADLINE_S,
     tables, blocked_on = reader.finish(max(stop_at - time.monotonic(), 0.5))
     if blocked_on is not None:
         notes.append(f"reading {blocked_on} did not return before the deadline; abandoned")
+    dev_changes = None
+    if live and root == "/" and reader.dev_recorded.is_set():
+        dev_changes = _dev_changes(root, tables["paths"])
+        if dev_changes["appeared"] or dev_changes["vanished"]:
+            notes.append("/dev/nvidia* changed while the probes ran (as root, NVML and nvidia-smi create "
+                         f"missing nodes): appeared {dev_changes['appeared']}, vanished {dev_changes['vanished']}")
 
     return {
         "schema_version": SCHEMA_VERSION,
@@ -228,6 +262,7 @@ def collect(root: str = "/", deadline: float = plan.DEFAULT_DEADLINE_S,
             "live": live,
             "blocked_on": blocked_on,
             "driver_root": driver_root,
+            "dev_changes": dev_changes,
             "notes": notes,
         },
     }

@@ -132,6 +132,16 @@ PATHS: tuple[str, ...] = (
     "/etc/kubernetes/node-feature-discovery/features.d",
 )
 
+def dev_paths() -> tuple[str, ...]:
+    """The PATHS under /dev: recorded before any live probe runs, and again after them."""
+    return tuple(p for p in PATHS if p.startswith("/dev/"))
+
+
+def dev_dirs() -> tuple[str, ...]:
+    """The DIRS under /dev (the /dev/char links), recorded with dev_paths()."""
+    return tuple(p for p in DIRS if p.startswith("/dev/"))
+
+
 # Paths the collecting process's environment names, lstat only like PATHS: a CUDA client started here would
 # use them. Only absolute, plain paths (no "..", no glob characters) are taken.
 ENV_PATHS: dict[str, tuple[str, ...]] = {
