@@ -223,7 +223,7 @@ def test_device_nodes_warns_when_the_probes_created_the_missing_node() -> None:
     assert _device_nodes(data).status is Status.FAIL
     data["probe"]["dev_changes"] = {"appeared": ["/dev/nvidia-uvm"], "vanished": []}
     finding = _device_nodes(data)
-    assert finding.status is Status.WARN and "created them" in finding.summary, finding.summary
+    assert finding.status is Status.WARN and "as root, created it (it exists now" in finding.summary, finding.summary
     assert finding.evidence["created_by_probes"] == ["/dev/nvidia-uvm"]
 
 

@@ -271,8 +271,10 @@ def device_nodes_missing_or_denied(  # noqa: PLR0917 (the registry passes each d
         evidence["created_by_probes"] = made
     if missing and all(m.split(" ", 1)[0] in made for m in missing):
         # Root's NVML or nvidia-smi made them on the spot; a non-root workload could not have.
+        it = "them" if len(made) > 1 else "it"
         return warn(f"{', '.join(made)} missing until this check ran: NVML or nvidia-smi, running as root, "
-                    "created them (they exist now; a process without root or CAP_MKNOD would have failed)",
+                    f"created {it} ({it} exist{'' if len(made) > 1 else 's'} now; a process without root or "
+                    "CAP_MKNOD would have failed)",
                     fix_missing + " Make it last: create them at boot (nvidia-persistenced, or nvidia-modprobe "
                     "in a unit) or have the runtime inject them.", evidence, anchor="missing-nodes")
     if missing:
