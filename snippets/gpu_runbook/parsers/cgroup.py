@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import NamedTuple, Optional
 
+from gpu_runbook.parsers.proc import parse_mountinfo
+
 
 def parse_proc_cgroup(text: str) -> dict[str, str]:
     """Parse /proc/<pid>/cgroup into {controllers: path}; cgroup v2's single line has controllers "".
@@ -53,21 +55,13 @@ def parse_cgroup_mounts(mountinfo: str) -> CgroupMounts:
     devices_v1: Optional[str] = None
     unified: Optional[str] = None
     v1_seen = False
-    for line in mountinfo.splitlines():
-        left, sep, right = line.partition(" - ")
-        fields = left.split()
-        tail = right.split()
-        if not sep or len(fields) < 5 or len(tail) < 1:
-            continue
-        mount_point = fields[4]
-        fstype = tail[0]
-        options = tail[2].split(",") if len(tail) >= 3 else []
-        if fstype == "cgroup2":
-            unified = unified or mount_point
-        elif fstype == "cgroup":
+    for mount in parse_mountinfo(mountinfo):
+        if mount.fstype == "cgroup2":
+            unified = unified or mount.mount_point
+        elif mount.fstype == "cgroup":
             v1_seen = True
-            if "devices" in options:
-                devices_v1 = devices_v1 or mount_point
+            if "devices" in mount.options:
+                devices_v1 = devices_v1 or mount.mount_point
     if v1_seen and unified:
         version = "hybrid"
     elif v1_seen:

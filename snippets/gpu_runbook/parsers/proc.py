@@ -192,13 +192,40 @@ def parse_proc_modules(text: str) -> dict[str, dict[str, object]]:
     return modules
 
 
-def mount_fstype(mountinfo: str, mount_point: str) -> Optional[str]:
-    """The file system type mounted at `mount_point` in /proc/self/mountinfo (the last mount wins, as it
-    hides the ones below it), or None when nothing is mounted there.
+class Mount(NamedTuple):
+    """One line of /proc/self/mountinfo: where, what type, and the super-block options."""
+
+    mount_point: str
+    fstype: str
+    options: tuple[str, ...]
+
+
+def parse_mountinfo(mountinfo: str) -> list[Mount]:
+    """The mounts in /proc/self/mountinfo, in order (a later mount on the same point hides the earlier).
+
+    Fields before " - " are id, parent, major:minor, root, mount point, options and optional fields;
+    after it come the type, the source and the super-block options.
 
     Sample Content::
 
         24 27 0:6 / /dev rw,relatime - devtmpfs devtmpfs rw,size=65984560k,nr_inodes=16496140,mode=755
+
+    >>> parse_mountinfo("35 24 0:30 / /sys/fs/cgroup rw,nosuid shared:9 - cgroup2 cgroup2 rw,nsdelegate\\n")
+    [Mount(mount_point='/sys/fs/cgroup', fstype='cgroup2', options=('rw', 'nsdelegate'))]
+    >>> parse_mountinfo("garbage\\n24 27 0:6 / /dev rw - devtmpfs\\n")
+    [Mount(mount_point='/dev', fstype='devtmpfs', options=())]
+    """
+    mounts = []
+    for line in mountinfo.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields, tail = left.split(), right.split()
+        if sep and len(fields) >= 5 and tail:
+            mounts.append(Mount(fields[4], tail[0], tuple(tail[2].split(",")) if len(tail) >= 3 else ()))
+    return mounts
+
+
+def mount_fstype(mountinfo: str, mount_point: str) -> Optional[str]:
+    """The file system type mounted at `mount_point` (the last mount there wins), or None.
 
     >>> mount_fstype("24 27 0:6 / /dev rw,relatime - devtmpfs devtmpfs rw,mode=755\\n", "/dev")
     'devtmpfs'
@@ -207,10 +234,5 @@ def mount_fstype(mountinfo: str, mount_point: str) -> Optional[str]:
     >>> mount_fstype("612 610 0:79 / /dev/pts rw - devpts devpts rw\\n", "/dev") is None
     True
     """
-    found: Optional[str] = None
-    for line in mountinfo.splitlines():
-        left, sep, right = line.partition(" - ")
-        fields, tail = left.split(), right.split()
-        if sep and len(fields) >= 5 and tail and fields[4] == mount_point:
-            found = tail[0]
-    return found
+    found = [m.fstype for m in parse_mountinfo(mountinfo) if m.mount_point == mount_point]
+    return found[-1] if found else None
