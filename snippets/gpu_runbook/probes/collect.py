@@ -91,20 +91,20 @@ class HostReader(threading.Thread):
 
     def run(self) -> None:
         try:
-            self._each("paths", plan.dev_paths(), lambda p: stat_path(self.root, p))
-            for path in plan.dev_dirs():
-                self.current = ("dirs", path)
-                self._record("dirs", path, list_dir(self.root, path))
+            self._each("paths", plan.DEV_PATHS, lambda p: stat_path(self.root, p))
+            self._list(plan.DEV_DIRS)
         finally:
             self.dev_recorded.set()
         self._each("files", plan.FILES, lambda p: read_file(self.root, p, plan.MAX_FILE_BYTES))
-        rest = tuple(p for p in plan.PATHS + self.extra_paths if p not in plan.dev_paths())
+        rest = tuple(p for p in plan.PATHS + self.extra_paths if p not in plan.DEV_PATHS)
         self._each("paths", rest, lambda p: stat_path(self.root, p))
-        for path in plan.DIRS:
-            if path not in plan.dev_dirs():
-                self.current = ("dirs", path)
-                self._record("dirs", path, list_dir(self.root, path))
+        self._list(tuple(p for p in plan.DIRS if p not in plan.DEV_DIRS))
         self.current = None
+
+    def _list(self, directories: tuple[str, ...]) -> None:
+        for path in directories:
+            self.current = ("dirs", path)
+            self._record("dirs", path, list_dir(self.root, path))
 
     def finish(self, timeout: float) -> tuple[dict[str, dict[str, Any]], Optional[str]]:
         """The tables read so far and, if the thread is stuck, the path it is stuck on."""
@@ -124,7 +124,7 @@ class HostReader(threading.Thread):
 def _dev_changes(root: str, before: dict[str, Any]) -> dict[str, list[str]]:
     """NVIDIA device nodes that appeared or vanished since /dev was first recorded (lstat on devtmpfs or
     a container's tmpfs /dev does not block, so this runs without the reader's deadline guard)."""
-    after = {path: stat_path(root, path) for pattern in plan.dev_paths() for path in expand(root, pattern)}
+    after = {path: stat_path(root, path) for pattern in plan.DEV_PATHS for path in expand(root, pattern)}
 
     def present(fact: Any) -> bool:
         return isinstance(fact, dict) and fact.get("kind") is not None

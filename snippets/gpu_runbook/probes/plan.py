@@ -132,16 +132,6 @@ PATHS: tuple[str, ...] = (
     "/etc/kubernetes/node-feature-discovery/features.d",
 )
 
-def dev_paths() -> tuple[str, ...]:
-    """The PATHS under /dev: recorded before any live probe runs, and again after them."""
-    return tuple(p for p in PATHS if p.startswith("/dev/"))
-
-
-def dev_dirs() -> tuple[str, ...]:
-    """The DIRS under /dev (the /dev/char links), recorded with dev_paths()."""
-    return tuple(p for p in DIRS if p.startswith("/dev/"))
-
-
 # Paths the collecting process's environment names, lstat only like PATHS: a CUDA client started here would
 # use them. Only absolute, plain paths (no "..", no glob characters) are taken.
 ENV_PATHS: dict[str, tuple[str, ...]] = {
@@ -172,6 +162,11 @@ DIRS: tuple[str, ...] = (
     "/dev/nvidia-caps",
     "/var/lib/kubelet/device-plugins",  # kubelet.sock and one socket per registered device plugin
 )
+
+# The part of PATHS and DIRS under /dev: recorded before any live probe runs (as root, NVML and nvidia-smi
+# create missing nodes), and the paths once more after them.
+DEV_PATHS: tuple[str, ...] = tuple(p for p in PATHS if p.startswith("/dev/"))
+DEV_DIRS: tuple[str, ...] = tuple(p for p in DIRS if p.startswith("/dev/"))
 
 # Device nodes the open test (probes/devopen.py) opens O_RDONLY|O_NONBLOCK and closes at once, recording
 # only the errno: EPERM = the devices cgroup (v1 list or v2 eBPF filter) denies it, ENOENT = the node is
