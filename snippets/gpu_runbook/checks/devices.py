@@ -231,6 +231,7 @@ def device_nodes_missing_or_denied(  # noqa: PLR0917 (the registry passes each d
     euid = host.get("euid") if isinstance(host.get("euid"), int) else None
     groups = [g for g in host.get("groups", []) if isinstance(g, int)] if isinstance(host.get("groups"), list) else []
     missing: list[str] = []
+    missing_paths: list[str] = []
     optional_missing: list[str] = []
     wrong: list[str] = []
     denied: list[str] = []
@@ -243,6 +244,8 @@ def device_nodes_missing_or_denied(  # noqa: PLR0917 (the registry passes each d
         elif node.get("error"):
             (missing if required else optional_missing).append(
                 f"{path} missing ({node['error']}), expected char {major}:{minor}")
+            if required:
+                missing_paths.append(path)
         elif node.get("kind") != "char":
             wrong.append(f"{path} is a {node.get('kind')}, expected a character device {major}:{minor}")
         elif (node.get("major"), node.get("minor")) != (major, minor):
@@ -269,7 +272,7 @@ def device_nodes_missing_or_denied(  # noqa: PLR0917 (the registry passes each d
     made = [p for p in expected if p in (created or [])]
     if made:
         evidence["created_by_probes"] = made
-    if missing and all(m.split(" ", 1)[0] in made for m in missing):
+    if missing_paths and set(missing_paths) <= set(made):
         # Root's NVML or nvidia-smi made them on the spot; a non-root workload could not have.
         it = "them" if len(made) > 1 else "it"
         return warn(f"{', '.join(made)} missing until this check ran: NVML or nvidia-smi, running as root, "
