@@ -46,7 +46,8 @@ def _run_line(run: dict[str, Any]) -> str:
 def verified(page_checks: list[str]) -> str:
     if not page_checks:
         return ""
-    for run in load_runs():
+    runs = load_runs()
+    for run in runs:
         results = run.get("checks", {})
         covered = [c for c in page_checks if c in results]
         if not covered:
@@ -55,8 +56,7 @@ def verified(page_checks: list[str]) -> str:
         rest = [c for c in page_checks if c not in results]
         lines = [f"    - `{c}` **{results[c]}**: {summaries.get(c, '')}".rstrip(": ") for c in covered]
         tail = [f"    Not in that run: {', '.join(f'`{c}`' for c in rest)}."] if rest else []
-        others = [r for r in load_runs()
-                  if r["_file"] != run["_file"] and any(c in r.get("checks", {}) for c in covered)]
+        others = [r for r in runs if r is not run and any(c in r.get("checks", {}) for c in covered)]
         for other in others:
             differ = [f"`{c}` {other['checks'][c]}" for c in covered
                       if c in other["checks"] and other["checks"][c] != results[c]]
@@ -126,6 +126,7 @@ def gpu_runs() -> str:
         if timings:
             out += ["| Wall time (s) | Median | Fastest |", "|---|---|---|"]
             for name, value in timings.items():
+                # One measured figure (in-process collect) has no spread; repeated commands give median/min.
                 median, fastest = ((value.get("median"), value.get("min")) if isinstance(value, dict)
                                    else (value, value))
                 out.append(f"| `{name}` | {median} | {fastest} |")
