@@ -1,4 +1,4 @@
-"""The check registry: the @check decorator, the @fact decorator, and the engine that runs checks.
+"""The check registry: the @check decorator, the @fact decorator, version boundaries, and the engine that runs checks.
 
 A check is a small pure function. Its decorator says which facts it needs; the engine derives those
 facts from the snapshot and passes them in the declared order. When a needed fact is missing the
@@ -62,6 +62,46 @@ class CheckSpec:
 
 
 CHECKS: dict[str, CheckSpec] = {}
+
+
+# Components a version boundary may belong to (the names the pages' `versions:` front matter uses too).
+COMPONENTS = ("driver", "cuda", "toolkit", "device-plugin", "gfd", "gpu-operator", "mig-parted", "dcgm-exporter",
+              "kubernetes", "containerd", "docker", "cri-o", "podman", "runc", "systemd", "kernel")
+
+
+@dataclass(frozen=True)
+class Boundary:
+    """A version at which upstream behaviour changes and a check relies on it.
+
+    `fact` is the id of the ledger entry (tests/data/facts/<page>.yaml) that holds the primary source; a test
+    fails when the ledger lacks it, gives another version, or the page does not state it.
+    """
+
+    fact: str
+    component: str
+    version: str
+
+    @property
+    def parts(self) -> tuple[int, ...]:
+        """The version as a tuple of ints, for comparisons.
+
+        >>> Boundary("toolkit-jit-cdi-default", "toolkit", "1.18.0").parts
+        (1, 18, 0)
+        """
+        return tuple(int(p) for p in self.version.split("."))
+
+
+BOUNDARIES: dict[str, Boundary] = {}
+
+
+def boundary(fact_id: str, component: str, version: str) -> tuple[int, ...]:
+    """Declare a version boundary a check compares against; returns it as a tuple of ints."""
+    if component not in COMPONENTS:
+        raise ValueError(f"boundary {fact_id!r}: unknown component {component!r}")
+    entry = Boundary(fact_id, component, version)
+    if BOUNDARIES.setdefault(fact_id, entry) != entry:
+        raise ValueError(f"boundary {fact_id!r} declared twice with different values")
+    return entry.parts
 
 
 def check(check_id: str, *, title: str, page: str, facts: Sequence[str] = (),
