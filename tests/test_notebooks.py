@@ -88,3 +88,14 @@ def test_triage_notebook_redacts_what_it_shows(tmp_path: Path) -> None:
     assert "alice-gpu-ops" in shown(plain)
     assert "alice-gpu-ops" not in shown(masked) and "USER-1" in shown(masked)
     assert _result(masked)["findings"] == _result(plain)["findings"]
+
+
+def test_triage_notebook_explains_a_pasted_error(tmp_path: Path) -> None:
+    nb = _execute(tmp_path, snapshot_path=str(_scenario("fixed-")),
+                  error_text="docker: Error response from daemon: failed to create task for container: "
+                             "nvidia-container-cli: initialization error: nvml error: driver not loaded: unknown")
+    result = _result(nb)
+    assert result["explained"][0] == {"page": "container-cli-init-error", "level": "match"}
+    shown = next(c for c in nb.cells if "explain" in c.metadata.get("tags", []))
+    text = "".join(o.get("text", "") for o in shown.outputs if o.get("output_type") == "stream")
+    assert "1. match" in text and "known error" in text

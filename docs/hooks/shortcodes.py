@@ -5,6 +5,12 @@ Shortcodes (an unknown one fails the build):
 - `<!-- md:catalogue -->`  the check catalogue table, from the registry
 - `<!-- md:plan -->`       the collection plan: every file, path and command the probes may touch
 - `<!-- md:gpu-runs -->`   every recorded GPU run, one table each
+- `<!-- md:versions -->`   the versions the page was checked against (front matter `versions:`, `checked:`)
+- `<!-- md:explain-box -->` the "Paste an error" box (assets/javascripts/explain.js, offline, in the browser)
+- `<!-- md:error-index -->`  every known error string and signature, with the page it leads to
+
+After the build, the explain index (snippets/gpu_runbook/explain_index.json, the one `gpu-runbook explain`
+reads) is written as assets/javascripts/explain-index.js, a script: it loads from file:// too.
 
 Generating these at build time means the catalogue can never go stale.
 """
@@ -17,9 +23,10 @@ import os
 import re
 from typing import Any
 
-from gpu_runbook.pages import PAGES
+from gpu_runbook.explain import INDEX_PATH
+from gpu_runbook.pages import PAGES, page_url
 from gpu_runbook.probes import plan
-from gpu_runbook.registry import load_checks
+from gpu_runbook.registry import COMPONENTS, load_checks
 from mkdocs.exceptions import PluginError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -74,6 +81,80 @@ def verified(page_checks: list[str]) -> str:
     names = ", ".join(f"`{c}`" for c in page_checks)
     return (f'!!! info "Not yet verified on a real GPU"\n'
             f"    No recorded GPU run covers {names} yet; `make test-gpu` on a GPU host records one.\n")
+
+
+def versions(meta: dict[str, Any], src: str) -> str:
+    """The "Checked against" box: which upstream versions the page's claims were verified for."""
+    stated = meta.get("versions")
+    checked = meta.get("checked")
+    if not isinstance(stated, dict) or not stated or not checked:
+        raise PluginError(f"{src}: md:versions needs front matter `versions:` (component: versions) and `checked:`")
+    unknown_components = sorted(set(stated) - set(COMPONENTS))
+    if unknown_components:
+        raise PluginError(f"{src}: unknown components in `versions:` {unknown_components}; known: {COMPONENTS}")
+    parts = " · ".join(f"**{name}** {stated[name]}" for name in COMPONENTS if name in stated)
+    return (f'!!! abstract "Checked against upstream on {checked}"\n'
+            f"    {parts}.\n"
+            "    Statements that hold only for some versions name their range where they are made.\n")
+
+
+EXPLAIN_BOX = """<div class="gpu-explain" data-gpu-explain markdown="0">
+<label class="gpu-explain__label" for="gpu-explain-input">Paste an error, a log or
+<code>kubectl describe</code> output</label>
+<textarea id="gpu-explain-input" class="gpu-explain__input" rows="6" spellcheck="false"
+ placeholder="Failed to initialize NVML: Unknown Error"></textarea>
+<button type="button" class="md-button md-button--primary gpu-explain__button">Find the page</button>
+<ol class="gpu-explain__results" aria-live="polite"></ol>
+<noscript>This box needs JavaScript; <code>gpu-runbook explain "&lt;the message&gt;"</code> gives the same
+answer.</noscript>
+</div>
+"""
+
+
+def error_index() -> str:
+    """Every known string and signature of the explain index, grouped by the page it leads to."""
+    with open(INDEX_PATH, encoding="utf-8") as handle:
+        index = json.load(handle)
+    by_page: dict[str, list[str]] = {p: [] for p in index["pages"]}
+    for entry in index["strings"]:
+        by_page[index["pages"][entry["page"]]].append(f"`{_cell(entry['text'])}`")
+    for entry in index["signatures"]:
+        by_page[index["pages"][entry["page"]]].append(
+            f"{_cell(entry['why'])} <small>(pattern <code>{_html_cell(entry['pattern'])}</code>)</small>")
+    out = [f"{len(index['strings'])} known strings and {len(index['signatures'])} signatures, from the pages' "
+           "`errors:` front matter and `snippets/gpu_runbook/signatures.py`.", ""]
+    for page_id, items in by_page.items():
+        page = PAGES[page_id]
+        out += [f"### [{page.title}](../{page.section}/{page_id}.md)", "", "| Known string or signature |", "|---|"]
+        out += [f"| {item} |" for item in items] if items else ["| (words and real reports only) |"]
+        out.append("")
+    return "\n".join(out)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("`", "'")
+
+
+def _html_cell(text: str) -> str:
+    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "&#124;")
+            .replace("*", "&#42;").replace("_", "&#95;").replace("\\", "&#92;"))
+
+
+def write_explain_index(site_dir: str) -> None:
+    """The explain index as a script for the browser box, with each page's title and path added."""
+    with open(INDEX_PATH, encoding="utf-8") as handle:
+        index = json.load(handle)
+    index["titles"] = {p: {"title": PAGES[p].title, "path": page_url(p, base="/")[1:]} for p in index["pages"]}
+    target = os.path.join(site_dir, "assets", "javascripts", "explain-index.js")
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    with open(target, "w", encoding="utf-8") as handle:
+        handle.write("window.__gpuRunbookExplainIndex = ")
+        json.dump(index, handle, ensure_ascii=False, separators=(",", ":"))
+        handle.write(";\n")
+
+
+def on_post_build(config: Any) -> None:
+    write_explain_index(config["site_dir"])
 
 
 def catalogue() -> str:
@@ -167,6 +248,12 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
             return collection_plan()
         if name == "gpu-runs":
             return gpu_runs()
+        if name == "versions":
+            return versions(page.meta, page.file.src_uri)
+        if name == "explain-box":
+            return EXPLAIN_BOX
+        if name == "error-index":
+            return error_index()
         raise PluginError(f"{page.file.src_uri}: unknown shortcode md:{name}")
 
     return SHORTCODE.sub(expand, markdown)

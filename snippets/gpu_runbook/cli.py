@@ -81,9 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--no-color", action="store_true", help="no colour even on a terminal")
     check.add_argument("--redact", action="store_true", help=REDACT_HELP)
 
-    explain = sub.add_parser("explain", help="find the runbook pages for a pasted error message")
-    explain.add_argument("message", nargs="+", help="the error text ('-' reads it from stdin)")
-    explain.add_argument("--json", action="store_true", help="as JSON")
+    explain = sub.add_parser("explain", help="rank the runbook pages for pasted error text (a message, a log, "
+                                             "kubectl describe output)")
+    explain.add_argument("message", nargs="+", help="the error text ('-' reads it from standard input)")
+    explain.add_argument("--json", action="store_true",
+                         help="as JSON: page, title, url, matched, score, level (match/likely/possible), why")
 
     listing = sub.add_parser("list", help="print the check catalogue")
     listing.add_argument("--json", action="store_true", help="as JSON")
@@ -152,21 +154,44 @@ def cmd_check(args: argparse.Namespace, stdout: TextIO) -> int:
     return exit_code(findings)
 
 
-def cmd_explain(args: argparse.Namespace, stdout: TextIO) -> int:
-    from gpu_runbook.explain import explain
+# A 10,000-line kernel log or journal excerpt is a few MB; beyond this the oldest part is left out.
+MAX_EXPLAIN_BYTES = 16 * 1024 * 1024
+LEVEL_WIDTH = 8
+
+
+def _read_explain_text(args: argparse.Namespace, stderr: TextIO) -> str:
+    if args.message != ["-"]:
+        return " ".join(args.message)
+    stream = getattr(sys.stdin, "buffer", None)
+    data = stream.read() if stream is not None else sys.stdin.read().encode("utf-8", "replace")
+    if len(data) > MAX_EXPLAIN_BYTES:
+        stderr.write(f"{PROG}: explain: input is {len(data) // (1024 * 1024)} MiB; reading its last "
+                     f"{MAX_EXPLAIN_BYTES // (1024 * 1024)} MiB\n")
+        data = data[-MAX_EXPLAIN_BYTES:]
+    return data.decode("utf-8", "replace")
+
+
+def cmd_explain(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
+    from gpu_runbook.explain import MATCH, explain
     from gpu_runbook.pages import PAGES
 
-    text = sys.stdin.read(1024 * 1024) if args.message == ["-"] else " ".join(args.message)
+    text = _read_explain_text(args, stderr)
+    if not text.strip():
+        raise UsageError("explain: the text is empty (paste the error message, or pipe a log into `explain -`)")
     matches = explain(text)
     if args.json:
-        json.dump([{"page": m.page, "title": PAGES[m.page].title, "url": m.url, "matched": m.error}
-                   for m in matches], stdout, indent=2)
+        json.dump([{"page": m.page, "title": PAGES[m.page].title, "url": m.url, "matched": m.matched,
+                    "score": m.score, "level": m.level, "why": list(m.why)} for m in matches], stdout, indent=2)
         stdout.write("\n")
     elif not matches:
-        stdout.write("no runbook page matches this message; try `gpu-runbook check`, or search the site\n")
-    for m in matches if not args.json else []:
-        stdout.write(f"{PAGES[m.page].title}\n  {m.url}\n  matched: {m.error}\n")
-    return 0 if matches else 1
+        stdout.write("no runbook page matches this text; try `gpu-runbook check`, or search the site\n")
+    for rank, m in enumerate(matches if not args.json else [], 1):
+        stdout.write(f"{rank}. {m.level:<{LEVEL_WIDTH}} {PAGES[m.page].title}\n   {m.url}\n")
+        for line in m.why[:3]:
+            stdout.write(f"   - {line}\n")
+    if matches and not args.json and not any(m.level == MATCH for m in matches):
+        stdout.write("no known error string or signature matched: these pages are guesses from the words\n")
+    return 0 if any(m.level == MATCH for m in matches) else 1
 
 
 def cmd_list(args: argparse.Namespace, stdout: TextIO) -> int:
@@ -203,8 +228,9 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
         if args.command is None:
             parser.print_help(stdout)
             return EXIT_UNKNOWN
-        handler = {"collect": cmd_collect, "check": cmd_check, "list": cmd_list,
-                   "explain": cmd_explain}[args.command]
+        if args.command == "explain":
+            return cmd_explain(args, stdout, stderr)
+        handler = {"collect": cmd_collect, "check": cmd_check, "list": cmd_list}[args.command]
         return handler(args, stdout)
     except UsageError as exc:
         stderr.write(f"{PROG}: error: {exc}\n")

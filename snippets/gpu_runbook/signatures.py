@@ -1,0 +1,164 @@
+"""Signatures for `explain`: regular expressions for error text whose exact words vary, each naming its page.
+
+A page's `errors:` strings catch what is printed the same way every time. A signature catches the rest: an
+Xid line with its number, a version in a requirement, a resource name with a MIG profile, a `kubectl`
+event with node counts. `make error-index` copies this table into the explain index, so the CLI and the
+site's box use the same patterns.
+
+Patterns are written in the subset that Python's `re` and JavaScript's `RegExp` read alike (no look-behind,
+no named groups, no inline flags); a test compiles each in both. `strong` marks a signature specific enough to
+be a `match` on its own; a weak one only adds to the score.
+
+`literals` keeps a 10,000-line log fast: a pattern runs only over the lines that hold one of its literals
+(lower case), so each pattern must be unable to match a line without one. A test checks each signature's
+examples against that rule.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Signature(NamedTuple):
+    page: str
+    pattern: str
+    why: str
+    literals: tuple[str, ...]
+    weight: float = 1.0
+    strong: bool = True
+    flags: str = "i"
+
+
+# Xid codes after which the GPU needs a reset or reboot go to the recovery runbook; the others to health
+# monitoring, where the Xid catalogue's resolution is explained. The meanings are those of the xid-errors check.
+def xid_signatures(needs_reset: dict[int, str], meaning: dict[int, str]) -> list[Signature]:
+    out = []
+    for code in sorted(meaning):
+        page = "recovery" if code in needs_reset else "health-monitoring"
+        out.append(Signature(page, r"\bXid\b[^\n]{0,80}?\)?:\s*" + str(code) + r"\b",
+                             f"Xid {code}: {meaning[code]}", ("xid",)))
+        if code in needs_reset:  # a reset-class Xid is also a health-monitoring event
+            out.append(Signature("health-monitoring", r"\bXid\b[^\n]{0,80}?\)?:\s*" + str(code) + r"\b",
+                                 f"Xid {code}: {meaning[code]} (alerting)", ("xid",), 0.6, False))
+    out.append(Signature("health-monitoring", r"NVRM: Xid \(", "an NVRM Xid line from the kernel log", ("xid",), 0.8))
+    return out
+
+
+SIGNATURES: tuple[Signature, ...] = (
+    # containers
+    Signature("container-cli-init-error", r"nvidia-container-cli[^\n]{0,20}: initialization error",
+              "nvidia-container-cli initialization error", ("initialization error",)),
+    Signature("container-cli-init-error", r"nvidia-container-cli[^\n]{0,20}: ldcache error",
+              "nvidia-container-cli ldcache error", ("ldcache error",)),
+    Signature("container-cli-init-error", r"load library failed: libnvidia-ml\.so",
+              "libnvidia-ml could not be loaded by the hook", ("load library failed",)),
+    Signature("gpu-not-visible", r"could not select device driver \S* ?with capabilities: \[\[gpu\]\]",
+              "Docker has no GPU device driver (toolkit not configured)", ("could not select device driver",)),
+    Signature("gpu-not-visible", r"unknown or invalid runtime name:? ?nvidia",
+              "the engine does not know the nvidia runtime", ("invalid runtime name",)),
+    Signature("gpu-not-visible", r"nvidia-container-cli: device error: [^\n]{0,40}unknown device",
+              "a requested GPU index or UUID does not exist", ("device error",)),
+    Signature("gpu-not-visible", r"libcuda\.so(\.1)?: cannot open shared object file",
+              "libcuda was not injected into the container", ("libcuda.so",)),
+    Signature("driver-compat", r"unsatisfied condition: cuda\s*>=\s*\d+(\.\d+)?",
+              "the image needs a newer CUDA than the driver supports", ("unsatisfied condition",)),
+    Signature("driver-compat", r"CUDA driver version is insufficient for CUDA runtime version",
+              "CUDA runtime newer than the driver", ("driver version is insufficient",)),
+    Signature("driver-compat", r"forward compatibility was attempted on non supported HW",
+              "cuda-compat on an unsupported GPU", ("forward compatibility",)),
+    Signature("driver-compat", r"unsupported display driver\s*/\s*cuda driver combination",
+              "CUDA runtime and driver do not combine", ("unsupported display driver",)),
+    Signature("driver-compat", r"NVIDIA_REQUIRE_CUDA", "the image's CUDA requirement", ("nvidia_require_cuda",),
+              0.5, False),
+    Signature("cdi", r"unresolvable CDI devices?\s+\S+", "the engine found no CDI spec for the device",
+              ("unresolvable cdi",)),
+    Signature("cdi", r"\bCDI\b[^\n]{0,60}(spec|device|registry)", "CDI specs or devices", ("cdi",), 0.5, False),
+    Signature("selinux", r"avc:\s+denied\s+\{[^}]*\}[^\n]{0,300}(nvidia|xserver_misc_device_t|dri_device_t)",
+              "SELinux denied a GPU device", ("avc:",)),
+    Signature("selinux", r"avc:\s+denied", "an SELinux denial", ("avc:",), 0.6, False),
+    Signature("nvml-unknown-error", r"Failed to initialize NVML: Unknown Error", "NVML Unknown Error",
+              ("unknown error",), 0.6),
+    Signature("runtime-debug-logging", r"/var/log/nvidia-container-(toolkit|runtime)\.log",
+              "the toolkit's debug log", ("/var/log/nvidia-container-",), 0.6, False),
+    # devices
+    Signature("driver-mismatch", r"NVRM: API mismatch: the client", "kernel log: user-space and kernel versions "
+              "differ", ("api mismatch",)),
+    Signature("driver-mismatch", r"Driver/library version mismatch", "NVML library and kernel module differ",
+              ("library version mismatch",)),
+    Signature("driver-mismatch", r"this kernel module has the version \d+\.\d+",
+              "kernel module version named in a mismatch", ("this kernel module has the version",)),
+    Signature("kernel-modules", r"Kernel driver in use: nouveau", "lspci: nouveau drives the GPU",
+              ("kernel driver in use",)),
+    Signature("kernel-modules", r"\bnouveau\b", "nouveau mentioned", ("nouveau",), 0.5, False),
+    Signature("kernel-modules", r"NVRM: The NVIDIA probe routine (was not called|failed)",
+              "the nvidia module did not bind the GPU", ("probe routine",)),
+    Signature("kernel-modules", r"couldn'?t communicate with the NVIDIA driver", "no nvidia kernel module",
+              ("communicate with the nvidia driver",)),
+    Signature("kernel-modules", r"Key was rejected by service", "Secure Boot rejected the module's key",
+              ("key was rejected",)),
+    Signature("kernel-modules", r"Loading of unsigned module is rejected", "Secure Boot rejected an unsigned module",
+              ("unsigned module",)),
+    Signature("kernel-modules", r"module verification failed", "the kernel could not verify the module",
+              ("module verification failed",), 0.8),
+    Signature("kernel-modules", r"RmInitAdapter failed", "the driver could not initialise the GPU",
+              ("rminitadapter",), 0.8),
+    Signature("kernel-modules", r"GSP[^\n]{0,40}(firmware|RM)[^\n]{0,40}fail|RmFetchGspRmImages",
+              "the GSP firmware could not start", ("gsp",), 0.8),
+    Signature("kernel-modules", r"modprobe: (FATAL|ERROR)[^\n]{0,80}nvidia", "modprobe could not load nvidia",
+              ("modprobe:",)),
+    Signature("device-nodes", r"/dev/nvidia-uvm\S*[^\n]{0,40}(no such file|not found|missing|does not exist)",
+              "the nvidia-uvm device node is missing", ("/dev/nvidia-uvm",)),
+    Signature("device-nodes", r"/dev/nvidia(\d+|ctl|-uvm)[^\n]{0,60}(Permission denied|Operation not permitted)",
+              "a GPU device node refuses this user", ("/dev/nvidia",), 0.8),
+    Signature("cgroup-device-access", r"cgroup subsystem devices not found", "no devices cgroup (cgroup v2 or "
+              "rootless)", ("cgroup subsystem devices",)),
+    Signature("cgroup-device-access", r"devices\.allow|device filter program|BPF_PROG_TYPE_CGROUP_DEVICE|"
+              r"bpf_jit_harden", "cgroup device rules", ("devices.allow", "device filter", "cgroup_device",
+                                                        "bpf_jit_harden"), 0.8),
+    Signature("dev-char-symlinks", r"/dev/char/\d+:\d+", "a /dev/char link", ("/dev/char/",), 0.8),
+    Signature("dev-char-symlinks", r"create-dev-char-symlinks", "the toolkit's /dev/char helper",
+              ("create-dev-char-symlinks",), 0.8),
+    Signature("dev-char-symlinks", r"daemon-reload", "systemctl daemon-reload", ("daemon-reload",), 0.5, False),
+    # sharing
+    Signature("mps", r"nvidia-cuda-mps-(control|server)|CUDA_MPS_[A-Z_]+", "MPS control daemon or client settings",
+              ("nvidia-cuda-mps-", "cuda_mps_"), 0.7, False),
+    Signature("mps", r"cudaErrorMps\w+|CUDA_ERROR_MPS_\w+", "a CUDA MPS error", ("cudaerrormps", "cuda_error_mps_")),
+    Signature("mig", r"nvidia\.com/mig-\d+g\.\d+gb", "a MIG profile resource", ("nvidia.com/mig-",)),
+    Signature("mig", r"\bMIG (mode|device|instance|strategy|profile)s?\b", "MIG", ("mig ",), 0.6, False),
+    Signature("mig", r"\b\d+g\.\d+gb(\+me)?\b", "a MIG profile name", ("gb",), 0.6, False),
+    Signature("mig", r"mig-parted|mig-manager|nvidia\.com/mig\.config", "the MIG manager",
+              ("mig-parted", "mig-manager", "mig.config"), 0.8),
+    # kubernetes
+    Signature("device-plugin", r"\d+/\d+ nodes are available:[^\n]{0,200}Insufficient nvidia\.com/gpu",
+              "the scheduler found no node with a free nvidia.com/gpu", ("insufficient nvidia.com/gpu",)),
+    Signature("device-plugin", r"No devices found\. Waiting indefinitely|Incompatible strategy detected|"
+              r"Unsupported platform detected|did you (set|configure) the[^\n]{0,40}(runtime|toolkit)",
+              "the device plugin found no usable GPU",
+              ("no devices found", "incompatible strategy", "unsupported platform", "did you set",
+               "did you configure")),
+    Signature("device-plugin", r"nvidia-device-plugin", "the device plugin", ("nvidia-device-plugin",), 0.5, False),
+    Signature("gpu-requests", r"must be equal to nvidia\.com/gpu limit|must be an integer|"
+              r"Limit must be set for non overcommitable resources", "an invalid nvidia.com/gpu request",
+              ("must be equal to", "must be an integer", "limit must be set")),
+    Signature("time-slicing", r"maximum request size for shared resources is \d+",
+              "more than one shared (time-sliced) GPU requested", ("maximum request size",)),
+    Signature("time-slicing", r"timeSlicing|time-slicing|nvidia\.com/gpu\.shared|-SHARED\b|replicas:\s*\d+",
+              "time-slicing configuration", ("timeslicing", "time-slicing", "gpu.shared", "-shared", "replicas:"),
+              0.6, False),
+    Signature("feature-discovery", r"nvidia\.com/(gpu\.(product|family|count|memory|deploy\.\w+|present)|"
+              r"cuda\.(driver|runtime)[\w.-]*|mig\.capable)", "a GPU feature discovery label", ("nvidia.com/",),
+              0.7, False),
+    Signature("feature-discovery", r"gpu-feature-discovery|NodeFeature|node-feature-discovery",
+              "feature discovery", ("feature-discovery", "nodefeature"), 0.6, False),
+    Signature("health-monitoring", r"DCGM_FI_[A-Z_]+", "a DCGM metric", ("dcgm_fi_",), 0.8, False),
+    Signature("health-monitoring", r"Row Remapper|remapped rows|row remap", "row remapping",
+              ("row remap", "remapped rows"), 0.8),
+    Signature("recovery", r"GPU is lost|has fallen off the bus", "the GPU is lost until a reset or reboot",
+              ("gpu is lost", "fallen off the bus")),
+    Signature("recovery", r"nvidia-smi (-r|--gpu-reset)\b", "a GPU reset", ("nvidia-smi -r", "nvidia-smi --gpu-reset"),
+              0.7, False),
+    Signature("recovery", r"GPU Reset Required|GPU requires restart|Node Reboot Required",
+              "the driver asks for a reset or reboot", ("reset required", "requires restart", "reboot required")),
+    Signature("recovery", r"blocked for more than \d+ seconds", "a task hung in the kernel",
+              ("blocked for more than",)),
+)

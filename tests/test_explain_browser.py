@@ -1,0 +1,118 @@
+"""The site answers pasted errors in headless Chromium, offline: the "Paste an error" box gives the same top three
+pages as `gpu-runbook explain`, and Material's own search box finds each page from each of its error strings
+(a pasted `nvidia-container-cli: ...` used to be a Lunr query error and "no results").
+
+Needs /usr/bin/chromium (`.ci/run` installs it); skips locally without it and fails in CI.
+"""
+
+from __future__ import annotations
+
+import pytest
+from conftest import DOCS
+from gen_error_index import front_matter
+from gpu_runbook.explain import explain
+from gpu_runbook.pages import PAGES, docs_path
+from reports import load_reports
+from test_offline_site import browser_page, site_url  # noqa: F401  (fixtures)
+
+pytestmark = pytest.mark.browser
+
+TEST_REPORTS = [r for r in load_reports() if r["split"] == "test"]
+DOCUMENTED = [(pid, e) for pid in PAGES for e in front_matter(DOCS / docs_path(pid))[0].get("errors") or []]
+
+
+def _open_home(page, site_url: str) -> None:  # noqa: F811
+    page.goto(site_url + "index.html", wait_until="load")
+    page.wait_for_function("() => window.gpuRunbookExplain !== undefined")
+
+
+def test_the_box_ranks_like_explain_for_every_test_report(site_url: str, browser_page) -> None:  # noqa: F811
+    page, outside = browser_page
+    _open_home(page, site_url)
+    texts = [r["text"] for r in TEST_REPORTS] + [e for _, e in DOCUMENTED]
+    browser = page.evaluate("texts => window.gpuRunbookExplain.rankMany(texts)", texts)
+    differ = []
+    for text, got in zip(texts, browser):
+        want = [(m.page, m.level) for m in explain(text)[:3]]
+        if [(r["page"], r["level"]) for r in got[:3]] != want:
+            differ.append((text[:60], want, [(r["page"], r["level"]) for r in got[:3]]))
+    assert not differ, f"{len(differ)} of {len(texts)} texts ranked differently in the browser: {differ[:5]}"
+    assert len(TEST_REPORTS) >= 50
+    assert not outside, outside
+
+
+def test_the_home_page_box_answers_a_paste(site_url: str, browser_page) -> None:  # noqa: F811
+    page, outside = browser_page
+    _open_home(page, site_url)
+    box = page.locator("[data-gpu-explain] textarea")
+    box.fill("Dec 02 03:14:07 node7 kernel: NVRM: Xid (PCI:0000:3b:00): 79, pid=1913, GPU has fallen off the bus.")
+    page.locator("[data-gpu-explain] button").click()
+    first = page.locator(".gpu-explain__item").first
+    first.wait_for(timeout=10_000)
+    assert first.get_attribute("data-page") == "recovery"
+    assert "match" in first.locator(".gpu-explain__level").inner_text().lower()
+    first.locator("a").click()
+    page.wait_for_load_state("load")
+    assert page.url.endswith("kubernetes/recovery.html")
+    assert not outside, outside
+
+
+def test_the_404_page_carries_the_box(site_url: str, browser_page) -> None:  # noqa: F811
+    page, outside = browser_page
+    page.goto(site_url + "404.html", wait_until="load")
+    page.locator("[data-gpu-explain] textarea").fill("Failed to initialize NVML: Driver/library version mismatch")
+    page.locator("[data-gpu-explain] button").click()
+    first = page.locator(".gpu-explain__item").first
+    first.wait_for(timeout=10_000)
+    assert first.get_attribute("data-page") == "driver-mismatch"
+    assert not outside, outside
+
+
+def _search(page, query: str) -> list[str]:
+    """Material's search box: the pages of the result list, in order (articles, not sections)."""
+    box = page.locator("input.md-search__input")
+    box.fill(query)
+    box.press("End")
+    results = page.locator(".md-search-result__item > a")
+    found: list[str] = []
+    for attempt in range(60):
+        page.wait_for_timeout(100)
+        if results.count():
+            hrefs = [results.nth(i).get_attribute("href") or "" for i in range(min(results.count(), 12))]
+            found = list(dict.fromkeys(h.split("?")[0].split("#")[0].rsplit("/", 2)[-2] + "/" +
+                                       h.split("?")[0].split("#")[0].rsplit("/", 1)[-1] for h in hrefs))
+            break
+        if attempt % 10 == 9:  # asked before the worker had its index: ask again
+            box.press("Space")
+            box.press("Backspace")
+    return found
+
+
+@pytest.fixture(scope="module")
+def search_page(site_url: str, browser_page):  # noqa: F811
+    page, outside = browser_page
+    _open_home(page, site_url)
+    page.keyboard.press("s")
+    page.locator("input.md-search__input").wait_for(state="visible", timeout=5000)
+    return page, outside
+
+
+def test_material_search_finds_each_page_from_each_of_its_error_strings(search_page) -> None:
+    page, outside = search_page
+    misses = []
+    for page_id, error in DOCUMENTED:
+        want = f"{PAGES[page_id].section}/{page_id}.html"
+        found = _search(page, error)
+        if want not in found[:3]:
+            misses.append((page_id, error[:70], found[:3]))
+    assert not misses, f"{len(misses)} of {len(DOCUMENTED)} error strings do not bring up their page: {misses[:6]}"
+    assert not outside, outside
+
+
+def test_material_search_answers_pasted_reports(search_page) -> None:
+    """Real pasted text (colons, quotes, brackets, paths, kubectl tables) never gets "no results"."""
+    page, outside = search_page
+    sample = TEST_REPORTS[::3]
+    empty = [r["id"] for r in sample if not _search(page, r["text"][:500])]
+    assert not empty, f"no search results for {empty}"
+    assert not outside, outside
