@@ -60,6 +60,12 @@ SIGNATURES: tuple[Signature, ...] = (
               "a requested GPU index or UUID does not exist", ("device error",)),
     Signature("gpu-not-visible", r"libcuda\.so(\.1)?: cannot open shared object file",
               "libcuda was not injected into the container", ("libcuda.so",)),
+    Signature("gpu-not-visible", r"The NVIDIA Driver was not detected", "the CUDA image's banner: no GPU was given "
+              "to the container", ("driver was not detected",)),
+    Signature("gpu-not-visible", r"\bnvidia-smi\W{0,3}:? executable file not found", "nvidia-smi was not injected "
+              "(no GPU, or no utility capability)", ("executable file not found",)),
+    Signature("gpu-not-visible", r"Cannot load libnvidia-(encode|nvcuvid|fbc)\.so", "the video libraries were not "
+              "injected (NVIDIA_DRIVER_CAPABILITIES lacks video)", ("cannot load libnvidia-",)),
     Signature("driver-compat", r"unsatisfied condition: cuda\s*>=\s*\d+(\.\d+)?",
               "the image needs a newer CUDA than the driver supports", ("unsatisfied condition",)),
     Signature("driver-compat", r"CUDA driver version is insufficient for CUDA runtime version",
@@ -108,8 +114,13 @@ SIGNATURES: tuple[Signature, ...] = (
               ("modprobe:",)),
     Signature("device-nodes", r"/dev/nvidia-uvm\S*[^\n]{0,40}(no such file|not found|missing|does not exist)",
               "the nvidia-uvm device node is missing", ("/dev/nvidia-uvm",)),
-    Signature("device-nodes", r"/dev/nvidia(\d+|ctl|-uvm)[^\n]{0,60}(Permission denied|Operation not permitted)",
-              "a GPU device node refuses this user", ("/dev/nvidia",), 0.8),
+    # open(2) on a device node: EACCES is the node's mode against this user, EPERM the devices cgroup.
+    Signature("device-nodes", r"/dev/nvidia(\d+|ctl|-uvm)[^\n]{0,60}(Permission denied|EACCES)",
+              "a GPU device node's mode refuses this user", ("/dev/nvidia",), 0.8),
+    Signature("cgroup-device-access", r"/dev/nvidia(\d+|ctl|-uvm)[^\n]{0,60}(Operation not permitted|EPERM)",
+              "the devices cgroup refuses a GPU node", ("/dev/nvidia",), 0.8),
+    Signature("cgroup-device-access", r"failed to add device rules", "libnvidia-container could not add the GPUs to "
+              "the container's device cgroup", ("failed to add device rules",)),
     Signature("cgroup-device-access", r"cgroup subsystem devices not found", "no devices cgroup (cgroup v2 or "
               "rootless)", ("cgroup subsystem devices",)),
     Signature("cgroup-device-access", r"devices\.allow|device filter program|BPF_PROG_TYPE_CGROUP_DEVICE|"
@@ -123,6 +134,10 @@ SIGNATURES: tuple[Signature, ...] = (
     Signature("mps", r"nvidia-cuda-mps-(control|server)|CUDA_MPS_[A-Z_]+", "MPS control daemon or client settings",
               ("nvidia-cuda-mps-", "cuda_mps_"), 0.7, False),
     Signature("mps", r"cudaErrorMps\w+|CUDA_ERROR_MPS_\w+", "a CUDA MPS error", ("cudaerrormps", "cuda_error_mps_")),
+    Signature("mps", r"using MPS requires --mps-root", "the device plugin's MPS sharing without its root directory",
+              ("--mps-root",)),
+    Signature("mps", r"mps-control-daemon", "the device plugin's MPS control daemon", ("mps-control-daemon",), 0.7,
+              False),
     Signature("mig", r"nvidia\.com/mig-\d+g\.\d+gb", "a MIG profile resource", ("nvidia.com/mig-",)),
     Signature("mig", r"\bMIG (mode|device|instance|strategy|profile)s?\b", "MIG", ("mig ",), 0.6, False),
     Signature("mig", r"\b\d+g\.\d+gb(\+me)?\b", "a MIG profile name", ("gb",), 0.6, False),
@@ -137,6 +152,10 @@ SIGNATURES: tuple[Signature, ...] = (
               ("no devices found", "incompatible strategy", "unsupported platform", "did you set",
                "did you configure")),
     Signature("device-plugin", r"nvidia-device-plugin", "the device plugin", ("nvidia-device-plugin",), 0.5, False),
+    Signature("device-plugin", r"Resource \W?nvidia\.com/gpu\W? was requested but not registered",
+              "no node registers nvidia.com/gpu (the autoscaler's view)", ("was requested but not registered",)),
+    Signature("device-plugin", r"error starting plugins?", "the device plugin failed to start",
+              ("error starting plugin",), 0.7, False),
     Signature("gpu-requests", r"must be equal to nvidia\.com/gpu limit|must be an integer|"
               r"Limit must be set for non overcommitable resources", "an invalid nvidia.com/gpu request",
               ("must be equal to", "must be an integer", "limit must be set")),
@@ -151,12 +170,17 @@ SIGNATURES: tuple[Signature, ...] = (
     Signature("feature-discovery", r"gpu-feature-discovery|NodeFeature|node-feature-discovery",
               "feature discovery", ("feature-discovery", "nodefeature"), 0.6, False),
     Signature("health-monitoring", r"DCGM_FI_[A-Z_]+", "a DCGM metric", ("dcgm_fi_",), 0.8, False),
+    Signature("health-monitoring", r"XidCriticalError|marking device as unhealthy|device marked unhealthy",
+              "the device plugin marked a GPU unhealthy after an Xid", ("xidcriticalerror", "unhealthy")),
     Signature("health-monitoring", r"Row Remapper|remapped rows|row remap", "row remapping",
               ("row remap", "remapped rows"), 0.8),
     Signature("recovery", r"GPU is lost|has fallen off the bus", "the GPU is lost until a reset or reboot",
               ("gpu is lost", "fallen off the bus")),
     Signature("recovery", r"nvidia-smi (-r|--gpu-reset)\b", "a GPU reset", ("nvidia-smi -r", "nvidia-smi --gpu-reset"),
               0.7, False),
+    Signature("recovery", r"GPUs? could not be reset|currently being used by one or more other processes",
+              "nvidia-smi refused a GPU reset while processes hold the GPU",
+              ("could not be reset", "being used by one or more other processes")),
     Signature("recovery", r"GPU Reset Required|GPU requires restart|Node Reboot Required",
               "the driver asks for a reset or reboot", ("reset required", "requires restart", "reboot required")),
     Signature("recovery", r"blocked for more than \d+ seconds", "a task hung in the kernel",
