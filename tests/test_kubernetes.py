@@ -260,7 +260,46 @@ def test_xid_154_back_to_none_is_not_a_reset() -> None:
     data = scenario("health-monitoring", "fixed-no-xid")
     data["commands"]["dmesg"]["stdout"] += ("[9.1] NVRM: Xid (PCI:0000:01:00): 154, GPU recovery action changed "
                                             "from 0x1 (GPU Reset Required) to 0x0 (None)\n")
-    assert verdicts(data)["xid-errors"] is Status.WARN
+    assert verdicts(data)["xid-errors"] is Status.OK  # NVML_GPU_RECOVERY_ACTION_NONE: the GPU takes new work
+    data["commands"]["dmesg"]["stdout"] += "[9.2] NVRM: Xid (PCI:0000:01:00): 154, GPU recovery action changed\n"
+    assert verdicts(data)["xid-errors"] is Status.WARN  # an action the parser cannot read is not waved through
+
+
+@pytest.mark.parametrize("lines, expected", [
+    # NVIDIA's Xid catalog: 43 and 92 resolve as IGNORE (immediate action), 13 and 31 as RESTART_APP,
+    # 46, 62, 109, 140 and 143 as RESET_GPU, 79 as RESTART_BM.
+    (["43, pid=3012, name=python3, Ch 00000008"], Status.OK),
+    (["92, High single-bit ECC error rate"], Status.OK),
+    (["43, pid=3012, name=python3, Ch 00000008", "13, pid=3012, name=python3, Graphics Exception"], Status.WARN),
+    (["31, pid=7, name=train, Ch 00000010, intr 00000000. MMU Fault"], Status.WARN),
+    (["46, pid='<unknown>', name=<unknown>, GPU stopped processing"], Status.FAIL),
+    (["109, pid=88, name=python, Ch 00000004, errorString CTX SWITCH TIMEOUT"], Status.FAIL),
+    (["143, GPU Initialization Failure"], Status.FAIL),
+    (["43, pid=1, name=x, Ch 1", "79, pid=0, GPU has fallen off the bus."], Status.FAIL),
+])
+def test_xid_check_follows_the_catalogs_immediate_action(lines: list[str], expected: Status) -> None:
+    data = scenario("health-monitoring", "fixed-no-xid")
+    data["commands"]["dmesg"]["stdout"] += "".join(f"[9.{i}] NVRM: Xid (PCI:0000:01:00): {line}\n"
+                                                   for i, line in enumerate(lines))
+    assert verdicts(data)["xid-errors"] is expected
+
+
+def test_gfd_check_without_a_label_file_says_where_the_labels_are() -> None:
+    data = scenario("feature-discovery", "fixed-labels-current")
+    del data["files"][k8s.GFD_FILE]
+    (finding,) = [f for f in run_checks(Snapshot(data), only=["gfd-labels-stale"], strict=True)]
+    assert finding.status is Status.SKIP
+    assert "v0.19.0" in finding.summary and "nvidia-features-for-<node>" in finding.summary
+    assert k8s.NODE_FEATURE_API_DEFAULT == (0, 19, 0)
+    data["paths"][k8s.FEATURES_DIR] = {"error": "ENOENT"}  # no features.d at all: not a GFD node
+    assert verdicts(data)["gfd-labels-stale"] is Status.SKIP
+
+
+def test_gfd_check_prefers_the_full_driver_version_label() -> None:
+    data = scenario("feature-discovery", "fixed-labels-current")
+    # The module is 535.129.03, as the deprecated major/minor/rev labels say; the full label wins.
+    data["files"][k8s.GFD_FILE]["text"] += "nvidia.com/cuda.driver-version.full=580.159.04\n"
+    assert verdicts(data)["gfd-labels-stale"] is Status.WARN
 
 
 def test_plan_declares_the_kubernetes_facts() -> None:

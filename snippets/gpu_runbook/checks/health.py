@@ -196,9 +196,11 @@ def row_remapping_pending_or_failed(nvml: dict[str, Any]) -> Verdict:
 
     ## Why it matters
     On Ampere and newer GPUs an uncorrectable memory error marks the bad row for remapping; the spare
-    row is used only after the next GPU reset. Until then error containment keeps the GPU usable, so a
-    pending remap is a reset to schedule, not an outage. A remapping *failure* means the bank ran out of
-    spare rows: NVIDIA's RMA policy applies and the GPU should leave service.
+    row is used only after the next GPU reset. Until then NVIDIA says unaffected applications keep running
+    and new work can be launched (error containment and dynamic page offlining cover the bad row), so a
+    pending remap is a reset to schedule, not an outage and not NVML's RESET_REQUIRED state. A remapping
+    *failure* means the bank ran out of spare rows: NVIDIA's RMA policy applies and the GPU should leave
+    service.
 
     ## Evidence
     NVML nvmlDeviceGetRemappedRows per GPU: rows remapped for correctable and uncorrectable errors, the
@@ -233,14 +235,15 @@ def row_remapping_pending_or_failed(nvml: dict[str, Any]) -> Verdict:
     evidence = {"failed": failed, "pending": pending, "unreadable": unreadable, "unsupported": unsupported,
                 "clean": clean}
     if failed:
-        return fail(f"row remapping failed on {', '.join(failed)}: no spare rows left",
+        return fail(f"row remapping failed on {', '.join(failed)} (expected no failure): no spare rows left",
                     "Drain the node and take the GPU out of service; NVIDIA's RMA policy applies once its field "
                     "diagnostic validates the failure (collect `nvidia-bug-report.sh`).", evidence,
                     anchor="row-remapping")
     if pending:
-        return warn(f"row remapping pending on {', '.join(pending)}: the spare rows take effect at the next "
-                    "GPU reset", "Schedule a drain and GPU reset (or reboot) in the next maintenance window; "
-                    "running work is protected by error containment until then.", evidence, anchor="row-remapping")
+        return warn(f"row remapping pending on {', '.join(pending)} (expected none pending): the spare rows take "
+                    "effect at the next GPU reset; the GPU still takes new work until then",
+                    "Schedule a drain and GPU reset (or reboot) in the next maintenance window; no emergency "
+                    "drain is needed for a pending remap alone.", evidence, anchor="row-remapping")
     if unreadable:
         return unknown(f"row remapping could not be read on {', '.join(unreadable)}", evidence)
     if not clean:

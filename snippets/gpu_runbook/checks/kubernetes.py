@@ -22,13 +22,18 @@ from gpu_runbook.parsers.kubernetes import (
 )
 from gpu_runbook.parsers.proc import DriverVersion
 from gpu_runbook.probes.commands import MAX_OUTPUT_CHARS
-from gpu_runbook.registry import check, fact
-from gpu_runbook.snapshot import NOT_PRESENT, CommandFact, Missing, Snapshot
+from gpu_runbook.registry import boundary, check, fact
+from gpu_runbook.snapshot import ABSENT, NOT_PRESENT, CommandFact, Missing, Snapshot
 
 DEVICE_PLUGIN_DIR = "/var/lib/kubelet/device-plugins"
 CHECKPOINT = DEVICE_PLUGIN_DIR + "/kubelet_internal_checkpoint"
 FEATURES_DIR = "/etc/kubernetes/node-feature-discovery/features.d"
 GFD_FILE = FEATURES_DIR + "/gfd"  # gpu-feature-discovery --output-file default
+# GFD v0.19.0 turned --use-node-feature-api on by default (cmd/gpu-feature-discovery/main.go at v0.19.0; CHANGELOG
+# "Enable NodeFeature API by default in GFD (#1504)"): from then on it writes its labels to the NFD NodeFeature
+# object nvidia-features-for-<node> in its own namespace, not to features.d/gfd. The doctor reads no Kubernetes API.
+NODE_FEATURE_API_DEFAULT = boundary("gfd-node-feature-api-default", "gfd", "0.19.0")
+NODE_FEATURE_PREFIX = "nvidia-features-for-"  # internal/lm/output.go nodeFeatureVendorPrefix + "-"
 
 
 def _gpu_count(nvml: Optional[dict[str, Any]]) -> Optional[int]:
@@ -85,7 +90,8 @@ def checkpoint_state_fact(snapshot: Snapshot) -> dict[str, Any]:
 
 @fact("gfd_labels")
 def gfd_labels_fact(snapshot: Snapshot) -> dict[str, str]:
-    """The labels GPU feature discovery wrote for NFD (features.d/gfd, or any file there with nvidia.com/ labels)."""
+    """The labels GPU feature discovery wrote for NFD's local source (features.d/gfd, or any file there with
+    nvidia.com/ labels); skip, saying where the labels are now, when there is no such file."""
     files = snapshot.files_matching(FEATURES_DIR + "/")
     gfd = files.get(GFD_FILE)
     if gfd is not None and gfd.text is None and not gfd.absent:
@@ -96,7 +102,14 @@ def gfd_labels_fact(snapshot: Snapshot) -> dict[str, str]:
     unreadable = [f for f in files.values() if f.text is None and not f.absent]
     if unreadable:
         raise Missing(f"{unreadable[0].path} could not be read ({unreadable[0].why})")
-    raise Missing(f"no GPU feature discovery labels in {FEATURES_DIR}", "skip")
+    since = "v" + ".".join(map(str, NODE_FEATURE_API_DEFAULT))
+    if snapshot.path(FEATURES_DIR).get("error") in ABSENT:
+        raise Missing(f"no {FEATURES_DIR} on this host: no GPU feature discovery label file to compare (not a "
+                      f"Kubernetes GPU node, or GFD {since}+ publishing NodeFeature objects only)", "skip")
+    raise Missing(f"no GPU feature discovery label file in {FEATURES_DIR}: GFD {since} and later publish the labels "
+                  f"to the NodeFeature object {NODE_FEATURE_PREFIX}<node> in GFD's namespace, which the doctor does "
+                  f"not read (kubectl get nodefeature -A | grep {NODE_FEATURE_PREFIX}); before {since}, or with "
+                  "--use-node-feature-api=false, no file means GFD is not running on this node", "skip")
 
 
 @fact("kernel_log")
@@ -139,8 +152,9 @@ def device_plugin_not_registered(entries: list[str], checkpoint: dict[str, Any],
     and NVML's GPU count.
 
     ## References
-    Kubernetes docs, "Device Plugins"; NVIDIA/k8s-device-plugin README (Quick Start, Prerequisites);
-    NVIDIA/k8s-device-plugin issues #33 and #159 ("Insufficient nvidia.com/gpu").
+    Kubernetes docs, "Device Plugins"; NVIDIA/k8s-device-plugin README (Quick Start, Prerequisites) and
+    internal/plugin/factory.go at v0.20.0 (the NVML init log lines); NVIDIA/gpu-operator
+    assets/state-device-plugin (nodeSelector); NVIDIA/k8s-device-plugin issues #33 and #159.
     """
     sockets = [n for n in entries if n.startswith("nvidia") and n.endswith(".sock")]
     gpus = _gpu_count(nvml)
@@ -162,8 +176,9 @@ def device_plugin_not_registered(entries: list[str], checkpoint: dict[str, Any],
                     "expected nvidia-gpu.sock): the device plugin is not running or never registered, so the "
                     "node advertises no nvidia.com/gpu",
                     "Check the plugin pod on this node (kubectl get pods -A -o wide | grep device-plugin) and "
-                    "its log: no pod means nodeSelector/tolerations; \"No devices found\" means the plugin "
-                    "cannot see the GPUs (configure the NVIDIA runtime or CDI for it).",
+                    "its log: no pod means nodeSelector/tolerations (GPU Operator: the node lacks "
+                    "nvidia.com/gpu.deploy.device-plugin=true); \"Failed to initialize NVML\" or \"No devices "
+                    "found\" means the plugin cannot see the GPUs (configure the NVIDIA runtime or CDI for it).",
                     evidence, anchor="plugin-not-running")
     devices = checkpoint.get("devices") or {}
     registered = {r: ids for r, ids in devices.items() if r.startswith("nvidia.com/")}
@@ -199,13 +214,17 @@ def time_slicing_not_renamed(checkpoint: dict[str, list[str]], labels: Optional[
     nvidia.com/gpu nothing tells the workload owner; `renameByDefault: true` advertises them as
     nvidia.com/gpu.shared so only pods that ask for a shared GPU get one.
 
+    GFD also appends "-SHARED" to nvidia.com/gpu.product for a shared resource that is not renamed, so
+    nodeSelectors on the plain product name stop matching the node.
+
     ## Evidence
     RegisteredDevices in the kubelet's checkpoint: replica IDs look like GPU-<uuid>::<n>; GFD's
-    nvidia.com/gpu.sharing-strategy label when present.
+    nvidia.com/gpu.sharing-strategy and nvidia.com/gpu.product labels when its label file is there.
 
     ## References
     NVIDIA/k8s-device-plugin README, "Shared Access to GPUs" (renameByDefault, failRequestsGreaterThanOne);
-    NVIDIA GPU Operator docs, "Time-Slicing GPUs in Kubernetes".
+    internal/lm/resource.go (the "-SHARED" product suffix); NVIDIA GPU Operator docs, "Time-Slicing GPUs in
+    Kubernetes".
     """
     shared: dict[str, dict[str, int]] = {}
     for resource, ids in sorted(checkpoint.items()):
@@ -217,9 +236,10 @@ def time_slicing_not_renamed(checkpoint: dict[str, list[str]], labels: Optional[
                 shared.setdefault(resource, {}).setdefault(base, 0)
                 shared[resource][base] += 1
     strategy = (labels or {}).get("nvidia.com/gpu.sharing-strategy")
+    product = (labels or {}).get("nvidia.com/gpu.product")
     evidence: dict[str, Any] = {"resources": {r: len(ids) for r, ids in sorted(checkpoint.items())},
                                 "replicas_per_gpu": {r: sorted(set(g.values())) for r, g in shared.items()},
-                                "sharing_strategy_label": strategy}
+                                "sharing_strategy_label": strategy, "product_label": product}
     if not shared:
         return ok("no shared (replicated) GPUs registered: every nvidia.com resource is a whole device", evidence)
     plain = [r for r in shared if not r.endswith(".shared")]
@@ -228,9 +248,12 @@ def time_slicing_not_renamed(checkpoint: dict[str, list[str]], labels: Optional[
                   evidence)
     if plain:
         counts = ", ".join(f"{r} x{'/'.join(map(str, evidence['replicas_per_gpu'][r]))}" for r in plain)
+        # GFD (internal/lm/resource.go) appends "-SHARED" to the product of a shared resource that is not renamed.
+        relabelled = (f"; GFD relabelled nvidia.com/gpu.product={product[:80]}, so nodeSelectors on the plain "
+                      "product name no longer match") if product and product.endswith("-SHARED") else ""
         return warn(f"time-sliced GPU replicas advertised as {', '.join(plain)} ({counts} per GPU): pods that "
                     "request a GPU get a shared one without memory or fault isolation (expected "
-                    "<resource>.shared with renameByDefault: true)",
+                    f"<resource>.shared with renameByDefault: true){relabelled}",
                     "Set sharing.timeSlicing.renameByDefault: true (and failRequestsGreaterThanOne: true) in the "
                     "plugin config, or keep shared GPUs on labelled node pools that only tolerant workloads use.",
                     evidence, anchor="not-renamed")
@@ -245,21 +268,24 @@ def time_slicing_not_renamed(checkpoint: dict[str, list[str]], labels: Optional[
        facts=("gfd_labels",), optional=("kernel_driver", "nvml"))
 def gfd_labels_stale(labels: dict[str, str], driver: Optional[DriverVersion],
                      nvml: Optional[dict[str, Any]]) -> Verdict:
-    """GPU feature discovery's labels disagree with the node (driver version, GPU count): GFD stopped
-    relabelling, so node selectors and affinities on nvidia.com/* labels place pods by stale facts.
+    """GPU feature discovery's label file disagrees with the node (driver version, GPU count): GFD stopped
+    relabelling, or the file is a leftover, so node selectors on nvidia.com/* labels may place pods by stale facts.
 
     ## Why it matters
-    GFD rewrites features.d/gfd every sleep interval (60 s by default) and NFD turns it into node labels.
-    After a driver upgrade or a GPU loss, a GFD that is not running leaves the old labels in place: pods
-    that select nvidia.com/cuda.driver.major or nvidia.com/gpu.count land on nodes that cannot run them,
-    and dashboards built on the labels lie.
+    Before v0.19.0, GFD rewrites features.d/gfd every sleep interval (60 s by default) and NFD's local source
+    turns it into node labels. After a driver upgrade or a GPU loss, a GFD that is not running leaves the old
+    labels in place: pods that select nvidia.com/cuda.driver.major or nvidia.com/gpu.count land on nodes that
+    cannot run them, and dashboards built on the labels lie. From v0.19.0 GFD publishes a NodeFeature object
+    instead and no longer rewrites the file; a file left from an older GFD goes stale the same way. With no
+    file the check skips and says where the labels are: the doctor does not read the Kubernetes API.
 
     ## Evidence
     /etc/kubernetes/node-feature-discovery/features.d/gfd, /proc/driver/nvidia/version, NVML's GPU count.
 
     ## References
-    NVIDIA/k8s-device-plugin docs/gpu-feature-discovery/README.md (generated labels, --output-file,
-    --sleep-interval); Kubernetes node-feature-discovery docs, "Feature files" (local source).
+    NVIDIA/k8s-device-plugin v0.20.0 docs/gpu-feature-discovery/README.md (generated labels, --output-file,
+    --sleep-interval), cmd/gpu-feature-discovery/main.go (--use-node-feature-api, default true since v0.19.0),
+    internal/lm/output.go (NodeFeature nvidia-features-for-<node>); NFD docs, "Feature files" (local source).
     """
     labelled_driver = label_driver_version(labels)
     strategy = labels.get("nvidia.com/mig.strategy", "none")
@@ -276,9 +302,12 @@ def gfd_labels_stale(labels: dict[str, str], driver: Optional[DriverVersion],
     if count_label is not None and gpus is not None and strategy != "single" and count_label != str(gpus):
         problems.append(f"nvidia.com/gpu.count={count_label}, NVML sees {gpus} GPU(s)")
     if problems:
-        return warn("GFD labels are stale: " + "; ".join(problems),
-                    "Check the gpu-feature-discovery pod on this node (kubectl -n <ns> get pods -o wide | grep "
-                    "feature-discovery) and its log; restarting it rewrites the labels.",
+        since = "v" + ".".join(map(str, NODE_FEATURE_API_DEFAULT))
+        return warn(f"GFD label file {GFD_FILE} is stale: " + "; ".join(problems) + " (expected the loaded "
+                    "driver and NVML's GPU count)",
+                    "Check the gpu-feature-discovery pod on this node and its log; restarting it rewrites the "
+                    f"labels. GFD {since} and later no longer write this file: compare the node's labels with "
+                    f"the NodeFeature object {NODE_FEATURE_PREFIX}<node> and delete a leftover file.",
                     evidence, anchor="stale-labels")
     if _nvml_unreadable(nvml) or (driver is None and labelled_driver):
         return unknown("GFD labels found, but the driver version or GPU count to compare them with could not be "
@@ -357,22 +386,31 @@ def visible_devices_all_in_pod(env: dict[str, str], nvml: Optional[dict[str, Any
 
 # -- Xid errors --------------------------------------------------------------------------------------
 
-# Xid codes after which NVIDIA's catalog says the GPU needs a reset, a reboot or service before new work:
-# the node should be drained. Others (13, 31, 43, 45, 94, ...) end the application that caused them.
+# How NVIDIA's Xid catalog (Ampere and newer) resolves each code: its "Resolution Bucket (Immediate Action)"
+# column, which NVIDIA's own health monitor ships as a table too (NVIDIA/NVSentinel, xiderrorsmapping.csv).
+# Codes whose immediate action is RESET_GPU or RESTART_BM (reboot), and the workflows that end in a reset
+# (48, WORKFLOW_XID_48; 74, WORKFLOW_NVLINK_ERR): the GPU must be drained and reset before new work.
 XID_NEEDS_RESET = {
-    48: "double bit ECC error",
-    64: "ECC page retirement or row remapper recording failure",
-    74: "NVLink error",
-    79: "GPU has fallen off the bus",
-    95: "uncontained ECC error",
-    119: "GSP RPC timeout",
-    120: "GSP error",
+    46: "GPU stopped processing", 48: "double bit ECC error", 62: "internal micro-controller halt",
+    64: "ECC page retirement or row remapper recording failure", 74: "NVLink error",
+    79: "GPU has fallen off the bus", 95: "uncontained ECC error", 109: "context switch timeout",
+    110: "security fault", 119: "GSP RPC timeout", 120: "GSP error", 136: "NVLink link training failure",
+    140: "unrecovered ECC error", 143: "GPU initialization failure",
+}
+# Immediate action IGNORE: the driver recovered by itself; the catalog asks to contact support if they repeat.
+# Xid 63 is IGNORE there too, but its line asks for a reset to activate the remapped row: it stays a warning.
+XID_NO_ACTION = {
+    14: "fake error (test)", 37: "unimplemented firmware method", 38: "watchdog timeout",
+    43: "GPU stopped processing (channel reset)", 44: "graphics engine fault during context switch",
+    66: "register access violation", 67: "verification violation", 92: "high single-bit ECC error rate",
+    93: "InfoROM erase limit exceeded", 106: "SMBPBI test message", 107: "SMBPBI test message (silent)",
+    121: "C2C link error", 137: "NVLink FLA privilege error", 141: "fast path error",
 }
 XID_MEANING = {
     8: "GPU stopped processing", 13: "graphics engine exception", 31: "GPU memory page fault",
-    43: "GPU stopped processing", 45: "preemptive cleanup, due to previous errors",
-    63: "ECC page retirement or row remapping recording event", 92: "high single-bit ECC error rate",
-    94: "contained ECC error", 154: "GPU recovery action changed", **XID_NEEDS_RESET,
+    45: "preemptive cleanup, due to previous errors",
+    63: "ECC page retirement or row remapping recording event", 94: "contained ECC error",
+    154: "GPU recovery action changed", **XID_NO_ACTION, **XID_NEEDS_RESET,
 }
 
 
@@ -385,25 +423,27 @@ def _xid_summary(events: list[XidEvent]) -> str:
 
 
 # --8<-- [start:xid-errors]
-@check("xid-errors", title="No GPU Xid errors in the kernel log", page="health-monitoring",
+@check("xid-errors", title="No GPU Xid errors that need action in the kernel log", page="health-monitoring",
        facts=("kernel_log",))
 def xid_errors(dmesg: CommandFact) -> Verdict:
-    """The kernel log holds NVRM Xid errors since boot: fail for those after which the GPU needs a reset or
-    reboot (79 fallen off the bus, 48/95 uncorrectable ECC, 119/120 GSP, 154 naming a recovery action),
-    warn for the ones that end an application (13, 31, 43, 45, 94, ...).
+    """The kernel log holds NVRM Xid errors since boot: fail for those after which NVIDIA's Xid catalog says
+    the GPU needs a reset or reboot (79 fallen off the bus, 48/95 uncorrectable ECC, 119/120 GSP, 154 naming a
+    recovery action, ...), warn for those that end an application (13, 31, 94, ...) or follow another error (45).
 
     ## Why it matters
     An Xid is the driver's report of a GPU error. Application-level ones (a page fault, an engine
     exception) kill one CUDA context and say more about the code than the GPU. Hardware-level ones leave the
     GPU unusable or untrustworthy until a reset: new pods on the node fail or hang, and the device plugin may
-    keep advertising the GPU. The node should be drained and the GPU reset or the node rebooted.
+    keep advertising the GPU. The node should be drained and the GPU reset or the node rebooted. Codes the
+    catalog resolves as IGNORE (43, 44, 92, ...) are reported in the evidence but do not warn.
 
     ## Evidence
     The NVRM Xid lines in `dmesg` (code, PCI address, message).
 
     ## References
-    NVIDIA Xid catalog (resolution buckets): https://docs.nvidia.com/deploy/xid-errors/analyzing-xid-catalog.html;
-    NVIDIA GPU Debug Guidelines; open-gpu-kernel-modules kernel_rc.c (the Xid line format).
+    NVIDIA Xid catalog, "Resolution Bucket (Immediate Action)":
+    https://docs.nvidia.com/deploy/xid-errors/analyzing-xid-catalog.html; NVIDIA/NVSentinel
+    xiderrorsmapping.csv (the same buckets as data); open-gpu-kernel-modules kernel_rc.c (the Xid line format).
     """
     log = dmesg.stdout
     events = parse_xid_lines(log)
@@ -412,17 +452,27 @@ def xid_errors(dmesg: CommandFact) -> Verdict:
     reset = [e for e in events if e.code in XID_NEEDS_RESET]
     actions = [(e, xid_recovery_action(e.message)) for e in events if e.code == 154]
     reset += [e for e, action in actions if action and action.lower() != "none"]
+    # Xid 154 back to "None": the GPU may take new work again (NVML_GPU_RECOVERY_ACTION_NONE).
+    settled = [e for e, action in actions if action and action.lower() == "none"]
+    quiet = [e for e in events if e.code in XID_NO_ACTION]
+    act = [e for e in events if e not in reset and e not in quiet and e not in settled]
     evidence: dict[str, Any] = {"xid_lines": [e.line for e in events][-20:], "count": len(events),
-                                "log_truncated": truncated}
+                                "no_action": sorted({e.code for e in quiet}), "log_truncated": truncated}
     if reset:
-        return fail(f"{len(reset)} Xid error(s) that need a GPU reset or reboot: {_xid_summary(reset)}",
+        return fail(f"{len(reset)} Xid error(s) that need a GPU reset or reboot (expected none): "
+                    f"{_xid_summary(reset)}",
                     "Cordon and drain the node, then reset the GPU or reboot (recovery runbook); a GPU that "
                     "repeats Xid 79, 48 or 95 needs service.", evidence, anchor="reset-xids")
-    if events:
-        return warn(f"{len(events)} application-level Xid error(s) since boot: {_xid_summary(events)}",
+    if act:
+        return warn(f"{len(act)} application-level Xid error(s) since boot (expected none): {_xid_summary(act)}",
                     "Find the process named in the Xid line and debug it (compute-sanitizer for 13/31); "
                     "repeated Xids across different jobs point at the GPU: watch it.",
                     evidence, anchor="application-xids")
+    if quiet:
+        return ok(f"only Xids NVIDIA's catalog resolves as IGNORE since boot: {_xid_summary(quiet)} "
+                  "(contact NVIDIA support if they repeat)", evidence)
+    if settled:
+        return ok(f"Xid 154 only, with no recovery action pending: {_xid_summary(settled)}", evidence)
     if not log.strip():
         return unknown("dmesg printed nothing: the kernel log could not be read (restricted or empty)", evidence)
     if truncated:

@@ -107,8 +107,9 @@ def split_replica_id(device_id: str) -> tuple[str, Optional[int]]:
 
 
 def parse_feature_labels(text: str) -> dict[str, str]:
-    """An NFD local-source feature file (GPU feature discovery writes
-    /etc/kubernetes/node-feature-discovery/features.d/gfd): one `name=value` label per line.
+    """An NFD local-source feature file (GPU feature discovery before v0.19.0, or with
+    --use-node-feature-api=false, writes /etc/kubernetes/node-feature-discovery/features.d/gfd): one
+    `name=value` label per line.
 
     Sample Content::
 
@@ -131,7 +132,8 @@ def parse_feature_labels(text: str) -> dict[str, str]:
 
 
 def label_driver_version(labels: dict[str, str]) -> Optional[str]:
-    """The driver version GFD labelled ("580.159.04"), from cuda.driver.major/minor/rev, or None.
+    """The driver version GFD labelled ("580.159.04"): cuda.driver-version.full, else the deprecated
+    cuda.driver.major/minor/rev (GFD still writes both at v0.20.0, internal/lm/nvml.go), or None.
 
     >>> label_driver_version({"nvidia.com/cuda.driver.major": "535", "nvidia.com/cuda.driver.minor": "129",
     ...                       "nvidia.com/cuda.driver.rev": "03"})
@@ -139,7 +141,12 @@ def label_driver_version(labels: dict[str, str]) -> Optional[str]:
     >>> label_driver_version({"nvidia.com/cuda.driver.major": "455", "nvidia.com/cuda.driver.minor": "06",
     ...                       "nvidia.com/cuda.driver.rev": ""})
     '455.06'
+    >>> label_driver_version({"nvidia.com/cuda.driver-version.full": "580.159.04"})
+    '580.159.04'
     """
+    full = (labels.get("nvidia.com/cuda.driver-version.full") or "").strip()
+    if full:
+        return full
     major = labels.get("nvidia.com/cuda.driver.major")
     minor = labels.get("nvidia.com/cuda.driver.minor")
     if not major or minor is None:
