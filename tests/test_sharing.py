@@ -48,6 +48,33 @@ def test_mig_pending_on_one_gpu_of_several_fails_naming_it() -> None:
     assert status == "fail" and "GPU 2" in summary and "Enabled is pending" in summary
 
 
+def _finding(data: dict[str, Any], check_id: str) -> Any:
+    return {f.check: f for f in run_checks(Snapshot(data), only=[check_id], strict=True)}[check_id]
+
+
+def test_mig_pending_fix_depends_on_the_architecture() -> None:
+    """Ampere needs a GPU reset to apply a MIG mode change; Hopper and later apply it when it is set."""
+    data = _scenario("mps-multi-gpu/fixed-clients-select-by-uuid.json")  # four A100s
+    data["nvml"]["devices"][1]["mig_mode"] = {"current": 0, "pending": 1}
+    data["nvml"]["devices"][3].update(name="NVIDIA H200", cuda_compute_capability=[9, 0], architecture=9,
+                                      mig_mode={"current": 1, "pending": 0})
+    finding = _finding(data, "mig-mode-pending")
+    assert finding.status.value == "fail" and finding.url.endswith("#pending-reset")
+    assert "GPU 1" in finding.summary and "on Ampere" in finding.summary
+    assert "GPU 3 (NVIDIA H200)" in finding.summary and "on Hopper and later" in finding.summary
+    assert "--gpu-reset" in finding.fix and "no reset is needed" in finding.fix
+
+
+def test_mig_pending_on_hopper_without_compute_capability_uses_the_nvml_architecture() -> None:
+    data = _scenario("mig/broken-mig-enable-pending-hopper.json")
+    del data["nvml"]["devices"][0]["cuda_compute_capability"]
+    finding = _finding(data, "mig-mode-pending")
+    assert finding.url.endswith("#pending-hopper") and "--gpu-reset" not in finding.fix
+    data["nvml"]["devices"][0]["architecture"] = 0xFFFFFFFF  # NVML_DEVICE_ARCH_UNKNOWN: give both fixes
+    finding = _finding(data, "mig-mode-pending")
+    assert finding.url.endswith("#pending-reset") and "--gpu-reset" in finding.fix and "no reset" in finding.fix
+
+
 def test_mig_mode_unreadable_is_unknown_not_ok() -> None:
     data = _scenario("mig/fixed-mig-disabled-h100.json")
     data["nvml"]["devices"][0]["mig_mode"] = {"error": {"name": "NVMLError_Unknown", "code": 999}}
@@ -98,6 +125,20 @@ def test_thread_percentage_values(value: str, expected: str) -> None:
     data = _scenario("mps/fixed-daemon-exclusive-process.json")
     data["env"]["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] = value
     assert _status(data, "mps-thread-percentage")[0] == expected
+
+
+def test_mps_daemon_does_not_ask_for_exclusive_process_on_a_mig_gpu() -> None:
+    """MIG with MPS: EXCLUSIVE_PROCESS is not supported in MIG mode, so only the GPU without MIG is named."""
+    data = _scenario("mps-multi-gpu/fixed-clients-select-by-uuid.json")
+    for device in data["nvml"]["devices"]:
+        device["compute_mode"] = 0
+    for device in data["nvml"]["devices"][:3]:
+        device["mig_mode"] = {"current": 1, "pending": 1}
+    status, summary = _status(data, "mps-daemon")
+    assert status == "warn" and "GPU 3" in summary and "GPU 0" not in summary
+    data["nvml"]["devices"][3]["mig_mode"] = {"current": 1, "pending": 1}
+    status, summary = _status(data, "mps-daemon")
+    assert status == "ok" and "4 GPU(s) in MIG mode" in summary
 
 
 def test_control_socket_unreadable_is_unknown_everywhere() -> None:

@@ -20,6 +20,14 @@ MIG_ACCESS = re.compile(r"^/proc/driver/nvidia/capabilities/gpu(\d+)/mig/gi(\d+)
 # nvmlComputeMode_t
 COMPUTE_MODES = {0: "Default", 1: "Exclusive_Thread", 2: "Prohibited", 3: "Exclusive_Process"}
 EXCLUSIVE_PROCESS = 3
+# From Hopper (compute capability 9.0) on, a MIG mode change takes effect when it is set, without a GPU reset,
+# and the mode lasts only while the driver is loaded; Ampere (8.x) needs the reset and keeps the mode across
+# reboots. Ledger facts mig-hopper-no-reset and mig-ampere-reset (tests/data/facts/mig.yaml). An architecture,
+# not a component version: a named constant, not a registry.boundary.
+MIG_NO_RESET_CC = (9, 0)
+# nvmlDeviceArchitecture_t NVML_DEVICE_ARCH_HOPPER, for devices whose compute capability NVML did not give.
+NVML_ARCH_HOPPER = 9
+NVML_ARCH_UNKNOWN = 0xFFFFFFFF
 
 
 def _int(value: Any) -> Optional[int]:
@@ -89,26 +97,48 @@ def _label(device: dict[str, Any]) -> str:
 
 
 # --8<-- [start:mig-mode-pending]
-@check("mig-mode-pending", title="MIG mode change is not waiting for a GPU reset", page="mig",
-       facts=("gpus",))
+def mig_mode_applies_without_reset(device: dict[str, Any]) -> Optional[bool]:
+    """True on Hopper and later (no GPU reset for a MIG mode change), False before, None when unknown.
+
+    >>> mig_mode_applies_without_reset({"cuda_compute_capability": [9, 0]})
+    True
+    >>> mig_mode_applies_without_reset({"cuda_compute_capability": [8, 0]})
+    False
+    >>> mig_mode_applies_without_reset({"architecture": 10}), mig_mode_applies_without_reset({}) is None
+    (True, True)
+    """
+    cc = device.get("cuda_compute_capability")
+    if isinstance(cc, list) and len(cc) == 2 and all(_int(part) is not None for part in cc):
+        return (cc[0], cc[1]) >= MIG_NO_RESET_CC
+    arch = _int(device.get("architecture"))
+    if arch is not None and 0 < arch != NVML_ARCH_UNKNOWN:
+        return arch >= NVML_ARCH_HOPPER
+    return None
+
+
+@check("mig-mode-pending", title="MIG mode change has taken effect", page="mig", facts=("gpus",))
 def mig_mode_pending_reset(gpus: list[dict[str, Any]]) -> Verdict:
-    """A GPU's pending MIG mode differs from its current one: the change waits for a GPU reset or reboot.
+    """A GPU's pending MIG mode differs from its current one: the mode change has not taken effect.
 
     ## Why it matters
-    `nvidia-smi -mig 1` records the new mode as *pending*; it takes effect only when the GPU is reset.
-    The driver tries that reset itself and gives up while any process holds the GPU ("In use by another
-    client"), and hypervisors often forbid it. Until then GPU instances cannot be created (enable
-    pending) or the GPU cannot be used whole (disable pending), and tools such as mig-parted report
-    "unable to apply MIG config with MIG mode disabled".
+    `nvidia-smi -mig 1` (or 0) records the wanted mode as *pending*. On Ampere (A100, A30) it takes effect
+    only after a GPU reset, which the driver tries itself and gives up on while any process holds the GPU
+    ("In use by another client"); in pass-through VMs the hypervisor often forbids the reset, and only a VM
+    reboot applies it. From Hopper on (H100, H200, B200), the change needs no reset and applies when it is
+    set, so a mode left pending there was not applied: set it again with the GPU idle. Until the modes
+    agree, GPU instances cannot be created (enable pending) or the GPU cannot be used whole (disable
+    pending), and mig-parted reports "unable to apply MIG config with MIG mode disabled".
 
     ## Evidence
-    NVML nvmlDeviceGetMigMode (current, pending) of each GPU.
+    NVML nvmlDeviceGetMigMode (current, pending) and the CUDA compute capability of each GPU.
 
     ## References
-    NVIDIA MIG User Guide, "Enable MIG Mode"; NVML nvmlDeviceGetMigMode.
+    NVIDIA MIG User Guide, "Enable MIG Mode" (GPU Reset on Hopper+ GPUs; on NVIDIA Ampere Architecture GPUs);
+    NVML nvmlDeviceSetMigMode / nvmlDeviceGetMigMode.
     """
+    state = {0: "Disabled", 1: "Enabled"}
     capable: dict[str, str] = {}
-    pending: list[str] = []
+    pending: dict[Optional[bool], list[str]] = {True: [], False: [], None: []}
     unreadable: list[str] = []
     for device in gpus:
         current, wanted, error = _mig_mode(device)
@@ -117,17 +147,30 @@ def mig_mode_pending_reset(gpus: list[dict[str, Any]]) -> Verdict:
         if error or current is None or wanted is None:
             unreadable.append(f"{_label(device)}: {error or 'malformed MIG mode'}")
             continue
-        state = {0: "Disabled", 1: "Enabled"}
         capable[_label(device)] = f"current {state.get(current, current)}, pending {state.get(wanted, wanted)}"
         if current != wanted:
-            pending.append(f"{_label(device)} MIG mode is {state.get(current, current)} "
-                           f"but {state.get(wanted, wanted)} is pending")
+            pending[mig_mode_applies_without_reset(device)].append(
+                f"{_label(device)} MIG mode is {state.get(current, current)} but {state.get(wanted, wanted)} "
+                "is pending")
     evidence = {"mig_mode": capable, "unreadable": unreadable}
-    if pending:
-        return fail("; ".join(pending) + ": the change takes effect only after a GPU reset",
-                    "Stop every process on the GPU (nvidia-smi, DCGM, exporters, containers), then reset it "
-                    "(nvidia-smi --gpu-reset -i N) or reboot; in a VM reboot the VM.", evidence,
-                    anchor="pending-reset")
+    parts = []
+    if pending[False]:
+        parts.append("; ".join(pending[False]) + ": on Ampere the change takes effect only after a GPU reset")
+    if pending[True]:
+        parts.append("; ".join(pending[True]) + ": on Hopper and later the change needs no GPU reset and "
+                     "applies when set, so this one was not applied")
+    if pending[None]:
+        parts.append("; ".join(pending[None]) + ": the change has not taken effect")
+    if parts:
+        fixes = []
+        if pending[False] or pending[None]:
+            fixes.append("Ampere: stop every process on the GPU (DCGM, exporters, containers), then reset it "
+                         "(nvidia-smi --gpu-reset -i N) or reboot; in a pass-through VM reboot the VM.")
+        if pending[True] or pending[None]:
+            fixes.append("Hopper and later: stop every process on the GPU and set the mode again "
+                         "(nvidia-smi -i N -mig 1 or 0); no reset is needed.")
+        anchor = "pending-reset" if pending[False] or pending[None] else "pending-hopper"
+        return fail("; ".join(parts), " ".join(fixes), evidence, anchor=anchor)
     if unreadable:
         return unknown(f"MIG mode unreadable: {'; '.join(unreadable)}", evidence)
     if not capable:
@@ -271,7 +314,7 @@ def _mode_name(mode: Optional[int]) -> str:
 def mps_daemon_missing_or_unguarded(pipe: dict[str, Any], gpus: Optional[list[dict[str, Any]]],
                                     in_container: Optional[bool]) -> Verdict:
     """CUDA_MPS_PIPE_DIRECTORY points at a directory without the control daemon's socket, or the daemon
-    runs while the GPU is not in EXCLUSIVE_PROCESS compute mode.
+    runs while a GPU without MIG is not in EXCLUSIVE_PROCESS compute mode.
 
     ## Why it matters
     A CUDA client connects to the control daemon through `<pipe dir>/control`. When nothing listens
@@ -279,14 +322,16 @@ def mps_daemon_missing_or_unguarded(pipe: dict[str, Any], gpus: Optional[list[di
     in EXCLUSIVE_PROCESS mode, every client after the first fails with "all CUDA-capable devices are
     busy or unavailable". NVIDIA's MPS setup puts the GPU in EXCLUSIVE_PROCESS so that the MPS server is
     the only process holding a context; in Default mode processes that bypass MPS share the GPU beside it.
+    A GPU in MIG mode is the exception: MPS there runs one daemon per MIG device, and EXCLUSIVE_PROCESS is
+    not supported, so Default is the right mode.
 
     ## Evidence
     CUDA_MPS_PIPE_DIRECTORY of the collecting process (default /tmp/nvidia-mps), lstat of its `control`
-    socket, NVML compute mode of each GPU.
+    socket, NVML compute mode and MIG mode of each GPU.
 
     ## References
     NVIDIA Multi-Process Service documentation: environment variables (CUDA_MPS_PIPE_DIRECTORY),
-    "Starting MPS control daemon"; nvidia-cuda-mps-control(1).
+    "Starting MPS control daemon"; nvidia-cuda-mps-control(1); NVIDIA MIG User Guide, "MIG with CUDA MPS".
     """
     control = f"{pipe['pipe_dir']}/control"
     evidence: dict[str, Any] = {"pipe_dir": pipe["pipe_dir"], "configured": pipe["configured"],
@@ -314,8 +359,13 @@ def mps_daemon_missing_or_unguarded(pipe: dict[str, Any], gpus: Optional[list[di
     modes = _compute_modes(gpus)
     if not modes:
         return unknown(f"the MPS control daemon listens at {control}, but NVML reported no GPU", evidence)
-    unreadable = [k for k, v in modes.items() if v is None]
-    shared = [f"{k} is {_mode_name(v)}" for k, v in modes.items() if v is not None and v != EXCLUSIVE_PROCESS]
+    # MIG with MPS: one daemon per MIG device and the GPU in Default mode (EXCLUSIVE_PROCESS is not supported).
+    mig = {_label(d) for d in gpus if _mig_mode(d)[0] == 1}
+    if mig:
+        evidence["mig_enabled"] = sorted(mig)
+    unreadable = [k for k, v in modes.items() if v is None and k not in mig]
+    shared = [f"{k} is {_mode_name(v)}" for k, v in modes.items()
+              if v is not None and v != EXCLUSIVE_PROCESS and k not in mig]
     if shared:
         return warn(f"the MPS control daemon runs ({control}) but {'; '.join(shared)}, not Exclusive_Process: "
                     "processes that bypass MPS share the GPU beside the MPS server",
@@ -323,8 +373,11 @@ def mps_daemon_missing_or_unguarded(pipe: dict[str, Any], gpus: Optional[list[di
                     "nvidia-smi -i N -c EXCLUSIVE_PROCESS.", evidence, anchor="compute-mode")
     if unreadable:
         return unknown(f"compute mode unreadable on {', '.join(unreadable)}", evidence)
-    return ok(f"the MPS control daemon listens at {control}; {len(modes)} GPU(s) in Exclusive_Process mode",
-              evidence)
+    exclusive = len(modes) - len(mig)
+    return ok(f"the MPS control daemon listens at {control}; "
+              + "; ".join(([f"{exclusive} GPU(s) in Exclusive_Process mode"] if exclusive else [])
+                          + ([f"{len(mig)} GPU(s) in MIG mode, where MPS runs per MIG device in Default "
+                              "compute mode"] if mig else [])), evidence)
 # --8<-- [end:mps-daemon]
 
 
