@@ -129,9 +129,11 @@ def test_parse_require_keeps_invalid_conditions() -> None:
 def test_compat_table_is_ordered_and_consistent() -> None:
     drivers = [version_tuple(d) for _, d in CUDA_TOOLKIT_DRIVERS]
     assert drivers == sorted(drivers, reverse=True), "newest release first, drivers never decrease"
-    assert minimum_driver("12.0") == "525.60.13" == CUDA_MINOR_COMPAT_DRIVERS[12]
+    assert version_tuple(minimum_driver("12.0")) == (525, 60, 13) == CUDA_MINOR_COMPAT_DRIVERS[12]
     assert minimum_driver("12.8") == "570.26"
-    assert CUDA_MINOR_COMPAT_DRIVERS[13] == "580"
+    assert CUDA_MINOR_COMPAT_DRIVERS[13] == (580,)
+    # releases after the table's last checked row get no guessed driver
+    assert minimum_driver("13.3") == "610.43.02" and minimum_driver("13.5") is None
 
 
 def test_requested_gpus_volume_mount_strategy() -> None:
@@ -234,3 +236,157 @@ def test_visible_devices_survives_odd_nvml_init(init: object) -> None:
     finding = _check({"paths": {"/.dockerenv": {"kind": "file"}}, "env": {"NVIDIA_VISIBLE_DEVICES": "all"},
                       "nvml": {"init": init, "devices": 3}}, "container-visible-devices")
     assert finding["status"] == "unknown" and "internal_error" not in finding["evidence"], finding
+
+
+# -- runtime mode, ldconfig rules and CDI precedence (containers part A sweep, toolkit 1.15.0 to 1.20.0)
+_CFG = "/etc/nvidia-container-runtime/config.toml"
+
+
+def _toolkit(version: str) -> dict:
+    return {"nvidia-ctk-version": {"argv": ["nvidia-ctk", "--version"], "exit": 0,
+                                   "stdout": f"NVIDIA Container Toolkit CLI version {version}\n"}}
+
+
+def test_runtime_mode_follows_the_toolkit_version() -> None:
+    from gpu_runbook.checks.containers import runtime_mode
+
+    auto = {"doc": {"nvidia-container-runtime": {"mode": "auto"}}}
+    assert runtime_mode(auto, {"nvidia-ctk": "1.18.0"})[0] == "jit-cdi"
+    assert runtime_mode({"doc": {}}, {"nvidia-container-cli": "1.17.8"})[0] == "legacy"
+    assert runtime_mode({"doc": {"nvidia-container-runtime": {"mode": "legacy"}}}, {"nvidia-ctk": "1.20.0"})[:2] == \
+        ("legacy", True)
+    assert runtime_mode(None, None)[0] is None
+
+
+def test_ldconfig_real_with_unknown_toolkit_is_only_a_warning() -> None:
+    finding = _check({"files": {_CFG: {"text": '[nvidia-container-cli]\nldconfig = "@/sbin/ldconfig.real"\n'}},
+                      "paths": {"/sbin/ldconfig.real": {"error": "ENOENT"}, "/sbin/ldconfig": {"kind": "file"}}},
+                     "toolkit-config")
+    assert finding["status"] == "warn" and "1.15.0" in finding["summary"], finding
+
+
+def test_ldconfig_without_at_is_allowed_by_the_feature_flag() -> None:
+    text = '[nvidia-container-cli]\nldconfig = "/sbin/ldconfig"\n[features]\nallow-ldconfig-from-container = true\n'
+    finding = _check({"files": {_CFG: {"text": text}}, "commands": _toolkit("1.17.8")}, "toolkit-config")
+    assert finding["status"] == "ok", finding
+    finding = _check({"files": {_CFG: {"text": '[nvidia-container-cli]\nldconfig = "/sbin/ldconfig"\n'}},
+                      "commands": _toolkit("1.17.2")}, "toolkit-config")
+    assert finding["status"] == "warn", finding  # accepted before 1.17.3, refused from 1.17.3 on
+
+
+def test_missing_ldconfig_is_a_warning_when_only_docker_gpus_uses_it() -> None:
+    text = '[nvidia-container-cli]\nldconfig = "@/sbin/ldconfig"\n'
+    snapshot = {"files": {_CFG: {"text": text}}, "commands": _toolkit("1.18.0"),
+                "paths": {"/sbin/ldconfig": {"error": "ENOENT"}, "/sbin/ldconfig.real": {"error": "ENOENT"}}}
+    finding = _check(snapshot, "toolkit-config")
+    assert finding["status"] == "warn" and "docker run --gpus" in finding["summary"], finding
+    snapshot["files"][_CFG]["text"] = text + '[nvidia-container-runtime]\nmode = "cdi"\n'
+    assert _check(snapshot, "toolkit-config")["status"] == "ok"  # the hook refuses to run in cdi mode
+
+
+def test_cli_failure_in_explicit_cdi_mode_is_not_blamed_for_containers() -> None:
+    commands = {"nvidia-container-cli-info": {"argv": ["nvidia-container-cli", "info"], "exit": 1,
+                                              "stderr": "nvidia-container-cli: initialization error: nvml error: "
+                                                        "driver not loaded\n"}, **_toolkit("1.19.1")}
+    finding = _check({"files": {_CFG: {"text": '[nvidia-container-runtime]\nmode = "cdi"\n'}},
+                      "commands": commands}, "container-cli-info")
+    assert finding["status"] == "warn" and "neither the nvidia runtime nor its hook" in finding["summary"], finding
+
+
+def test_cdi_same_directory_conflict_is_unresolvable() -> None:
+    from gpu_runbook.checks.containers import effective_cdi_devices
+
+    spec = "---\ncdiVersion: 0.5.0\ndevices:\n- containerEdits: {}\n  name: all\nkind: nvidia.com/gpu\n"
+    finding = _check({"files": {"/etc/cdi/nvidia.yaml": {"text": spec}, "/etc/cdi/nvidia-copy.yaml": {"text": spec}}},
+                     "cdi-specs")
+    assert finding["status"] == "fail" and "nvidia.com/gpu=all is defined in both" in finding["summary"], finding
+    # /run/cdi is /var/run/cdi: the same file seen twice is not a conflict, and it beats /etc/cdi.
+    specs = {p: {"kind": "nvidia.com/gpu", "devices": ["all"]}
+             for p in ("/etc/cdi/nvidia.yaml", "/run/cdi/nvidia.yaml", "/var/run/cdi/nvidia.yaml")}
+    assert effective_cdi_devices(specs) == ({"nvidia.com/gpu=all": "/var/run/cdi/nvidia.yaml"}, {})
+
+
+# -- NVIDIA_REQUIRE_CUDA as libnvidia-container evaluates it: per GPU, with its brand ----------------
+REQUIRE_128 = " ".join(["cuda>=12.8"] + [f"brand={b},driver>={d},driver<{d + 1}" for d in (470, 535, 550, 560, 565)
+                                         for b in ("unknown", "grid", "tesla", "nvidia", "quadro", "nvidiartx")])
+DRIVER_535 = {"files": {"/proc/driver/nvidia/version": {
+    "text": "NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.247.01  Release Build  (dvs-builder@U16-T02-35-3)\n"}}}
+
+
+def _nvml_535(*brands: int) -> dict:
+    return {"init": {"ok": True}, "driver_version": "535.247.01", "cuda_driver_version": 12020,
+            "device_count": len(brands), "devices": [{"index": i, "name": f"GPU {i}", "brand": b,
+                                                      "cuda_compute_capability": [9, 0]} for i, b in enumerate(brands)]}
+
+
+@pytest.mark.parametrize(("brands", "expected"), [
+    ((14,), "ok"),      # NVML brand NVIDIA (H100, H200): libnvidia-container says "Unknown", which 12.8 images list
+    ((2,), "ok"),       # Tesla
+    ((5,), "fail"),     # GeForce: no alternative names it
+    ((6,), "fail"),     # TITAN
+    ((2, 5), "fail"),   # every visible GPU must satisfy the requirements
+])
+def test_require_cuda_brand_alternatives_on_535(brands: tuple, expected: str) -> None:
+    finding = _check(dict(DRIVER_535, env={"NVIDIA_REQUIRE_CUDA": REQUIRE_128}, nvml=_nvml_535(*brands)),
+                     "require-cuda")
+    assert finding["status"] == expected, finding["summary"]
+
+
+def test_require_cuda_prefers_nvidia_container_cli_brand() -> None:
+    info = ("NVRM version:   535.247.01\nCUDA version:   12.2\n\nDevice Index:   0\nDevice Minor:   0\n"
+            "Model:          NVIDIA GeForce RTX 4090\nBrand:          GeForce\nArchitecture:   8.9\n")
+    snapshot = dict(DRIVER_535, env={"NVIDIA_REQUIRE_CUDA": REQUIRE_128}, nvml=_nvml_535(2), commands={
+        "nvidia-container-cli-info": {"argv": ["nvidia-container-cli", "info"], "exit": 0, "stdout": info}})
+    finding = _check(snapshot, "require-cuda")
+    assert finding["status"] == "fail" and "GeForce (NVIDIA GeForce RTX 4090)" in finding["summary"], finding
+
+
+def test_require_cuda_ands_every_require_variable_and_ignores_jetpack() -> None:
+    env = {"NVIDIA_REQUIRE_CUDA": "cuda>=12.0", "NVIDIA_REQUIRE_ARCH": "arch>=10.0",
+           "NVIDIA_REQUIRE_JETPACK": "csv-mounts=all"}
+    finding = _check(dict(DRIVER_535, env=env, nvml=_nvml_535(14)), "require-cuda")
+    assert finding["status"] == "fail", finding  # Hopper (9.0) fails arch>=10.0 although cuda>=12.0 holds
+    assert "NVIDIA_REQUIRE_JETPACK" not in finding["evidence"]["requirements"]
+
+
+def test_require_cuda_disable_require_follows_parsebool() -> None:
+    for value, status in (("True", "warn"), ("yes", "fail")):
+        env = {"NVIDIA_REQUIRE_CUDA": "cuda>=12.8", "NVIDIA_DISABLE_REQUIRE": value}
+        assert _check(dict(DRIVER_535, env=env, nvml=_nvml_535(5)), "require-cuda")["status"] == status, value
+
+
+def test_require_cuda_newer_than_table_names_no_guessed_driver() -> None:
+    finding = _check(dict(DRIVER_535, env={"NVIDIA_REQUIRE_CUDA": "cuda>=13.5"}, nvml=_nvml_535(14)),
+                     "require-cuda")
+    assert finding["status"] == "fail" and "Table 3" in finding["fix"], finding
+
+
+def test_capabilities_default_to_all_in_legacy_images() -> None:
+    base = {"paths": {"/.dockerenv": {"kind": "file"}}}
+    legacy = _check(dict(base, env={"NVIDIA_VISIBLE_DEVICES": "all", "CUDA_VERSION": "11.0.3"}),
+                    "container-driver-capabilities")
+    assert legacy["evidence"]["effective"] == ["all"], legacy
+    empty = _check(dict(base, env={"NVIDIA_VISIBLE_DEVICES": "all", "CUDA_VERSION": "11.0.3",
+                                   "NVIDIA_DRIVER_CAPABILITIES": ""}), "container-driver-capabilities")
+    assert empty["evidence"]["effective"] == ["compute", "utility"], empty
+
+
+def test_toolkit_1_18_1_in_explicit_legacy_mode_is_not_warned_for_visible_none() -> None:
+    version = {"argv": ["nvidia-ctk", "--version"], "exit": 0,
+               "stdout": "NVIDIA Container Toolkit CLI version 1.18.1\ncommit: 0000000\n"}
+    paths = {p: {"kind": "file"} for p in ("/usr/bin/nvidia-ctk", "/usr/bin/nvidia-container-cli",
+                                           "/usr/bin/nvidia-container-runtime",
+                                           "/usr/bin/nvidia-container-runtime-hook")}
+    config = '[nvidia-container-runtime]\nmode = "legacy"\n'
+    finding = _check({"files": {"/etc/nvidia-container-runtime/config.toml": {"text": config}}, "paths": paths,
+                      "commands": {"nvidia-ctk-version": version}}, "toolkit-installed")
+    assert finding["status"] == "ok", finding["summary"]
+
+
+def test_crio_dropin_in_conf_d_is_fine_when_crio_conf_d_registers_nvidia_too() -> None:
+    dropin = ('[crio.runtime.runtimes.nvidia]\nruntime_path = "/usr/bin/nvidia-container-runtime"\n'
+              'runtime_type = "oci"\n')
+    finding = _check({"files": {"/etc/crio/conf.d/99-nvidia.toml": {"text": dropin},
+                                "/etc/crio/crio.conf.d/99-nvidia.toml": {"text": dropin}},
+                      "paths": {"/usr/bin/nvidia-container-runtime": {"kind": "file"}}}, "runtime-configured")
+    assert finding["status"] == "ok", finding["summary"]

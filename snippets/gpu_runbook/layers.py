@@ -17,6 +17,7 @@ class Layer(NamedTuple):
     name: str
     anchor: str  # heading on the container-stack page
     checks: tuple[str, ...]
+    paths: tuple[str, ...] = ()  # the ways this layer can work, with the releases each applies to
 
 
 # --8<-- [start:layers]
@@ -28,7 +29,13 @@ LAYERS: tuple[Layer, ...] = (
           ("nvml-init", "driver-library-mismatch", "gpu-tools-hung", "gpu-lost")),
     Layer("3. Container toolkit and engine", "layer-runtime",
           ("toolkit-installed", "runtime-configured", "toolkit-config", "container-cli-info", "cdi-specs",
-           "selinux-devices")),
+           "selinux-devices"),
+          # How the GPU is injected (nvidia-container-toolkit internal/info/auto.go): the nvidia runtime's
+          # default mode "auto" resolves to legacy before toolkit 1.18.0 and to jit-cdi from 1.18.0 on.
+          ("legacy hook: nvidia-container-cli at container creation (the runtime's auto mode before toolkit "
+           "1.18.0; docker run --gpus on runc in every release)",
+           "CDI spec file in /etc/cdi or /var/run/cdi: the engine's own CDI support or mode = \"cdi\"",
+           "jit-cdi: the nvidia runtime writes the spec in memory per container (auto mode since toolkit 1.18.0)")),
     Layer("4. What the container was given", "layer-container",
           ("container-visible-devices", "container-driver-capabilities", "cgroup-device-access",
            "dev-char-symlinks")),

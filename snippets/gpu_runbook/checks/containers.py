@@ -20,11 +20,12 @@ from gpu_runbook.parsers.toolkit import (
     parse_cdi_spec,
     parse_cli_info,
     parse_json,
+    parse_require,
     parse_toml,
     parse_toolkit_version,
     version_tuple,
 )
-from gpu_runbook.registry import check, fact
+from gpu_runbook.registry import boundary, check, fact
 from gpu_runbook.snapshot import NOT_PRESENT, CommandFact, Missing, Snapshot
 
 # --8<-- [start:nvml-init]
@@ -33,8 +34,9 @@ from gpu_runbook.snapshot import NOT_PRESENT, CommandFact, Missing, Snapshot
 NVML_ERROR_PAGES: dict[str, tuple[str, str, str]] = {
     "NVMLError_Unknown": (
         "nvml-unknown-error", "causes",
-        "The container lost access to the GPU device nodes: restart it, then stop the cause "
-        "(systemd cgroup driver without /dev/char links, or no-cgroups)."),
+        "The container lost access to the GPU device nodes: recreate it, then stop the cause (GPUs injected by "
+        "the legacy hook, Docker --gpus or legacy mode, lose access on a daemon-reload, docker update or the "
+        "kubelet's static CPU manager; CDI and jit-cdi injection keep it with runc 1.1.7+; or no-cgroups = true)."),
     "NVMLError_DriverNotLoaded": (
         "kernel-modules", "driver-not-loaded",
         "Load the driver (modprobe nvidia) and find out why it is not loaded at boot."),
@@ -191,9 +193,10 @@ def toolkit_config_fact(snapshot: Snapshot) -> dict[str, Any]:
     if doc:
         cli = doc.get("nvidia-container-cli") if isinstance(doc.get("nvidia-container-cli"), dict) else {}
         ldconfig = cli.get("ldconfig")
-        if isinstance(ldconfig, str):
-            host_path = ldconfig.lstrip("@")
-            targets[host_path] = snapshot.path(host_path)
+        if isinstance(ldconfig, str) and ldconfig.startswith("@"):  # without "@" it is a path in the container
+            # The named path and both spellings the toolkit may switch it to (ldconfig_resolves_to).
+            for host_path in (ldconfig[1:], *_ldconfig_candidates(ldconfig[1:])):
+                targets[host_path] = snapshot.path(host_path)
         for section in ("nvidia-container-cli", "nvidia-container-runtime"):
             debug = doc.get(section, {}).get("debug") if isinstance(doc.get(section), dict) else None
             if isinstance(debug, str) and debug.startswith("/"):
@@ -270,6 +273,13 @@ def engine_runtimes_fact(snapshot: Snapshot) -> dict[str, dict[str, Any]]:
             add("crio", path, crio_runtimes(doc))
             if error:
                 engines["crio"]["errors"][path] = error
+    # nvidia-ctk 1.18.0 to 1.19.0 wrote CRI-O's drop-in to /etc/crio/conf.d/, a directory CRI-O does not read
+    # (its drop-in directory is crio.conf.d); 1.19.1 writes crio.conf.d/99-nvidia.toml.
+    for path, file_ in sorted(snapshot.files_matching("/etc/crio/conf.d/").items()):
+        doc, _ = parse_toml(file_.text or "") if file_.exists else (None, None)
+        if any(_is_nvidia_runtime(n, r) for n, r in crio_runtimes(doc).items()):
+            engines.setdefault("crio", {"files": [], "errors": {}, "runtimes": {}}).setdefault(
+                "unread_dropins", []).append(path)
     return engines
 
 
@@ -395,34 +405,51 @@ def _nvml_names(nvml: Optional[dict[str, Any]]) -> list[str]:
 # ---------------------------------------------------------------------------------------------------
 
 # --8<-- [start:toolkit-installed]
-# Toolkit releases that fixed container-escape vulnerabilities (NVIDIA security bulletins):
-# CVE-2024-0132 affects <= 1.16.1; CVE-2025-23266 ("NVIDIAScape") affects <= 1.17.7.
-TOOLKIT_FIXED_VERSION = (1, 17, 8)
+# The newest toolkit release that fixed a published container escape: CVE-2025-23266 ("NVIDIAScape")
+# affects 1.17.7 and earlier (NVIDIA security bulletin 5659; the hooks' environment fix is in v1.17.8).
+TOOLKIT_FIXED_VERSION = boundary("gpu-not-visible.toolkit-cve-2025-23266-fixed", "toolkit", "1.17.8")
+# In jit-cdi mode (the runtime's default from 1.18.0), 1.18.0 and 1.18.1 treat NVIDIA_VISIBLE_DEVICES=none
+# like "all" (NVIDIA/nvidia-container-toolkit#1555, fixed by #1562 in 1.18.2).
+VISIBLE_NONE_BUG = boundary("gpu-not-visible.visible-none-all-gpus-from", "toolkit", "1.18.0")
+VISIBLE_NONE_FIXED = boundary("gpu-not-visible.visible-none-all-gpus-fixed", "toolkit", "1.18.2")
 DOCKER_GPU_HOOK = "/usr/bin/nvidia-container-runtime-hook"
+CDI_HOOK = "/usr/bin/nvidia-cdi-hook"
+
+
+@fact("nvidia_cdi_hook")
+def nvidia_cdi_hook_fact(snapshot: Snapshot) -> bool:
+    """Whether /usr/bin/nvidia-cdi-hook exists (nvidia-container-toolkit-base ships it without the legacy hook)."""
+    return snapshot.path(CDI_HOOK).get("kind") in ("file", "symlink")
 # What engine_runtimes reads (a trailing "/": every file under it).
 ENGINE_CONFIGS = ("/etc/docker/daemon.json", "/etc/containerd/config.toml", "/etc/containerd/conf.d/",
-                  "/etc/containerd/config.d/", "/etc/crio/crio.conf", "/etc/crio/crio.conf.d/")
+                  "/etc/containerd/config.d/", "/etc/crio/crio.conf", "/etc/crio/crio.conf.d/",
+                  "/etc/crio/conf.d/")
 
 
 @check("toolkit-installed", title="NVIDIA Container Toolkit installed", page="gpu-not-visible",
-       facts=("toolkit_binaries", "engine_runtimes", "toolkit_versions"), optional=("unreadable_facts",))
-def toolkit_missing_or_outdated(binaries: list[str], engines: dict[str, dict[str, Any]],
-                                versions: dict[str, Optional[str]],
-                                unreadable: Optional[dict[str, str]]) -> Verdict:
+       facts=("toolkit_binaries", "engine_runtimes", "toolkit_versions"),
+       optional=("unreadable_facts", "nvidia_cdi_hook", "toolkit_config"))
+def toolkit_missing_or_outdated(  # noqa: PLR0917 (the registry passes each declared fact positionally)
+        binaries: list[str], engines: dict[str, dict[str, Any]], versions: dict[str, Optional[str]],
+        unreadable: Optional[dict[str, str]], cdi_hook: Optional[bool],
+        config: Optional[dict[str, Any]]) -> Verdict:
     """A container engine is set up for the NVIDIA runtime but the toolkit is missing, incomplete,
-    mixed-version or older than the release that fixed known container escapes.
+    mixed-version, older than the release that fixed the last published container escape, or a
+    1.18.0/1.18.1 release that gives every GPU to containers that ask for none.
 
     ## Why it matters
-    Docker's `--gpus` looks for `nvidia-container-runtime-hook`; without it Docker answers
-    `could not select device driver "" with capabilities: [[gpu]]`. An engine entry pointing at a
-    removed `nvidia-container-runtime` fails every container it starts.
+    Docker's `--gpus` needs `nvidia-container-runtime-hook` (or, on Docker releases with moby#50228,
+    `nvidia-cdi-hook` and CDI specs); without either Docker answers `could not select device driver ""
+    with capabilities: [[gpu]]`. An engine entry pointing at a removed `nvidia-container-runtime` fails
+    every container it starts.
 
     ## Evidence
-    lstat of the toolkit binaries in /usr/bin, the engines' runtime entries, `nvidia-ctk --version`
-    and `nvidia-container-cli --version`.
+    lstat of the toolkit binaries in /usr/bin, the engines' runtime entries, `nvidia-ctk --version`,
+    `nvidia-container-cli --version` and the runtime mode in config.toml.
 
     ## References
-    NVIDIA Container Toolkit install guide; CVE-2024-0132 and CVE-2025-23266 records.
+    NVIDIA Container Toolkit install guide and release notes (1.18.2); NVIDIA/nvidia-container-toolkit
+    #1555 and #1208 (CVE-2025-23266); moby/moby#50228.
     """
     referenced = {f"{engine}:{name}": rt.get("binary") for engine, entry in engines.items()
                   for name, rt in entry["runtimes"].items() if _is_nvidia_runtime(name, rt)}
@@ -447,6 +474,12 @@ def toolkit_missing_or_outdated(binaries: list[str], engines: dict[str, dict[str
     unread_hook = _unreadable_among(unreadable, DOCKER_GPU_HOOK, "/etc/docker/daemon.json")
     if DOCKER_GPU_HOOK not in binaries and unread_hook:
         return _cannot_conclude(unread_hook, evidence, "whether Docker can find the GPU hook cannot be judged")
+    if DOCKER_GPU_HOOK not in binaries and "docker" in engines and cdi_hook:
+        return warn("Docker is configured and nvidia-container-runtime-hook is missing: `docker run --gpus` "
+                    "works only through CDI (nvidia-cdi-hook present), on Docker releases with moby#50228 and "
+                    "with a CDI spec; other Docker releases answer: could not select device driver",
+                    "Install nvidia-container-toolkit (not only -base) so --gpus has the legacy hook, or keep "
+                    "CDI specs current (nvidia-ctk cdi generate).", evidence, anchor="toolkit-missing")
     if DOCKER_GPU_HOOK not in binaries and "docker" in engines:
         return fail("Docker is configured but nvidia-container-runtime-hook is missing: `docker run --gpus` "
                     "fails with: could not select device driver \"\" with capabilities: [[gpu]]",
@@ -458,10 +491,17 @@ def toolkit_missing_or_outdated(binaries: list[str], engines: dict[str, dict[str
                     "Upgrade nvidia-container-toolkit and libnvidia-container-tools together.", evidence,
                     anchor="toolkit-missing")
     version = ctk or cli
-    if version and (version_tuple(version) or (0,)) < TOOLKIT_FIXED_VERSION:
+    parts = version_tuple(version or "") or (0,)
+    if version and parts < TOOLKIT_FIXED_VERSION:
         return warn(f"toolkit {version} predates 1.17.8, the release that fixed CVE-2025-23266 "
                     "(container escape through the toolkit's hooks)",
-                    "Upgrade the NVIDIA Container Toolkit to 1.17.8 or later.", evidence, anchor="toolkit-missing")
+                    "Upgrade the NVIDIA Container Toolkit to the newest release (1.17.8 at least).", evidence,
+                    anchor="toolkit-missing")
+    mode, _, how = runtime_mode(config, versions)
+    if version and VISIBLE_NONE_BUG <= parts < VISIBLE_NONE_FIXED and mode == "jit-cdi":
+        return warn(f"toolkit {version} in jit-cdi mode ({how}) gives every GPU to a container started with "
+                    "NVIDIA_VISIBLE_DEVICES=none (expected: driver libraries, no GPU)",
+                    "Upgrade the NVIDIA Container Toolkit to 1.18.2 or later.", evidence, anchor="visible-devices")
     unread_versions = _unreadable_among(unreadable, "nvidia-ctk-version", "nvidia-container-cli-version")
     if unread_versions:
         return _cannot_conclude(unread_versions, evidence, "the toolkit version cannot be judged")
@@ -477,19 +517,23 @@ def nvidia_runtime_not_registered(engines: dict[str, dict[str, Any]], binaries: 
                                   unreadable: Optional[dict[str, str]]) -> Verdict:
     """No container engine registers a working `nvidia` runtime, or its configuration is broken:
     invalid daemon.json / TOML, a default runtime that is not defined, a runtime binary that does not
-    exist, or a containerd drop-in that the main config never imports.
+    exist, a containerd drop-in that the main config never imports, or a CRI-O drop-in in a directory
+    CRI-O does not read.
 
     ## Why it matters
     `--runtime=nvidia` and Kubernetes' `runtimeClassName: nvidia` need the entry
-    (`unknown or invalid runtime name: nvidia` otherwise); a drop-in containerd never reads leaves
-    every GPU pod on plain runc, without GPUs.
+    (`unknown or invalid runtime name: nvidia` otherwise); a drop-in the engine never reads leaves
+    every GPU pod on plain runc, without GPUs. `nvidia-ctk runtime configure` writes drop-ins since
+    1.18.0: containerd's to config.d/ in 1.18.0 and conf.d/ from 1.18.1 (adding the `imports` line
+    itself), CRI-O's to conf.d/ from 1.18.0 to 1.19.0 and crio.conf.d/ from 1.19.1.
 
     ## Evidence
     /etc/docker/daemon.json, /etc/containerd/config.toml and conf.d/config.d drop-ins,
-    /etc/crio/crio.conf and crio.conf.d, and lstat of the binaries they name.
+    /etc/crio/crio.conf, crio.conf.d and conf.d, and lstat of the binaries they name.
 
     ## References
-    NVIDIA Container Toolkit install guide, "Configuring Docker / containerd / CRI-O".
+    NVIDIA Container Toolkit install guide; nvidia-container-toolkit CHANGELOG (1.18.1, 1.19.1) and
+    cmd/nvidia-ctk/runtime/configure/configure.go at v1.18.0, v1.18.1, v1.19.1.
     """
     # Configuration files, and the runtime binaries they name, that exist but could not be read.
     unread = _unreadable_among(unreadable, *ENGINE_CONFIGS, *sorted(
@@ -524,11 +568,22 @@ def nvidia_runtime_not_registered(engines: dict[str, dict[str, Any]], binaries: 
     if unimported:
         summary = (f"containerd: {', '.join(unimported)} defines the nvidia runtime but "
                    f"/etc/containerd/config.toml does not import it (imports = {containerd.get('imports')})")
-        fix = 'Add imports = ["/etc/containerd/conf.d/*.toml"] to /etc/containerd/config.toml, restart containerd.'
+        glob = unimported[0].rsplit("/", 1)[0] + "/*.toml"
+        fix = (f'Add "{glob}" to the imports list of /etc/containerd/config.toml (keep the entries it has), '
+               "or rerun nvidia-ctk runtime configure --runtime=containerd (1.18.1+ adds it), then restart "
+               "containerd.")
         if containerd.get("version") == 3:  # containerd 2.x may import conf.d by default; confirm
             return warn(summary + "; confirm with `containerd config dump`", fix, evidence,
                         anchor="runtime-not-configured")
         return fail(summary, fix, evidence, anchor="runtime-not-configured")
+    crio = engines.get("crio") or {}
+    crio_lost = crio.get("unread_dropins") or []
+    if crio_lost and not any(_is_nvidia_runtime(n, r) for n, r in crio.get("runtimes", {}).items()):
+        return fail(f"crio: {', '.join(crio_lost)} defines the nvidia runtime in /etc/crio/conf.d/, which CRI-O "
+                    "does not read (written by nvidia-ctk 1.18.0 to 1.19.0; CRI-O's drop-in directory is "
+                    "/etc/crio/crio.conf.d)", "Move the file to /etc/crio/crio.conf.d/99-nvidia.toml (or rerun "
+                    "nvidia-ctk runtime configure --runtime=crio with 1.19.1+), then restart CRI-O.", evidence,
+                    anchor="runtime-not-configured")
     if unread:
         return _cannot_conclude(unread, evidence, "the NVIDIA runtime registration cannot be judged")
     registered = sorted(f"{e}:{n}{' (default)' if r.get('default') else ''}" for e, v in engines.items()
@@ -544,6 +599,92 @@ def nvidia_runtime_not_registered(engines: dict[str, dict[str, Any]], binaries: 
 # --8<-- [end:runtime-configured]
 
 
+# --8<-- [start:runtime-mode]
+# Toolkit releases where what config.toml means changed. Each is a fact with its source in
+# tests/data/facts/ (the CHANGELOG and the source at that tag); the pages state the same versions.
+JIT_CDI_DEFAULT = boundary("toolkit-jit-cdi-default", "toolkit", "1.18.0")  # auto -> jit-cdi in the runtime
+LDCONFIG_NORMALIZED = boundary("toolkit-ldconfig-normalized", "toolkit", "1.15.0")  # .real used where it exists
+LDCONFIG_HOST_ONLY = boundary("toolkit-ldconfig-host-only", "toolkit", "1.17.3")  # no "@": config rejected
+DEBUG_LOG_NONFATAL = boundary("toolkit-debug-log-nonfatal", "toolkit", "1.13.2")  # unwritable log: a warning
+
+
+def toolkit_version(versions: Optional[dict[str, Optional[str]]]) -> Optional[tuple[int, ...]]:
+    """The installed toolkit release: nvidia-ctk's version, else libnvidia-container's (they ship together)."""
+    versions = versions or {}
+    return version_tuple(versions.get("nvidia-ctk") or versions.get("nvidia-container-cli") or "")
+
+
+def runtime_mode(config: Optional[dict[str, Any]],
+                 versions: Optional[dict[str, Optional[str]]]) -> tuple[Optional[str], bool, str]:
+    """How the `nvidia` runtime injects GPUs: (mode, set explicitly in config.toml, why).
+
+    The mode is None when it depends on a toolkit version the snapshot lacks. `auto` (the default)
+    resolves to legacy before 1.18.0 and to jit-cdi from 1.18.0 on hosts with NVML; Tegra iGPU hosts
+    get csv, and a container that asks only for fully qualified CDI names gets cdi. The runtime hook
+    that `docker run --gpus` adds resolves `auto` to legacy in every release.
+
+    >>> runtime_mode({"doc": {}}, {"nvidia-ctk": "1.18.0"})[:2]
+    ('jit-cdi', False)
+    >>> runtime_mode(None, {"nvidia-ctk": "1.17.8"})[:2]
+    ('legacy', False)
+    >>> runtime_mode({"doc": {"nvidia-container-runtime": {"mode": "cdi"}}}, None)[:2]
+    ('cdi', True)
+    >>> runtime_mode({"doc": {}}, {})[0] is None
+    True
+    """
+    section = _dict(_dict(_dict(config).get("doc")).get("nvidia-container-runtime"))
+    mode = section.get("mode")
+    if isinstance(mode, str) and mode != "auto":
+        return mode, True, f'mode = "{mode}" in config.toml'
+    version = toolkit_version(versions)
+    if version is None:
+        return None, False, 'mode "auto", toolkit version unknown (legacy before 1.18.0, jit-cdi since)'
+    resolved = "jit-cdi" if version >= JIT_CDI_DEFAULT else "legacy"
+    shown = ".".join(str(p) for p in version)
+    return resolved, False, f'mode "auto" on toolkit {shown} resolves to {resolved}'
+
+
+def _ldconfig_candidates(host_path: str) -> tuple[str, str]:
+    """The two spellings toolkit 1.15.0+ chooses between: the path without and with ".real"."""
+    base = host_path[:-len(".real")] if host_path.endswith(".real") else host_path
+    return base, base + ".real"
+
+
+def ldconfig_resolves_to(host_path: str, targets: dict[str, dict[str, Any]],
+                         version: Optional[tuple[int, ...]]) -> tuple[Optional[str], str]:
+    """The host ldconfig the hook runs for `ldconfig = "@<host_path>"`: (path, how it was chosen).
+
+    Since 1.15.0 the toolkit runs `<path>.real` when it exists and `<path>` otherwise, whichever of
+    the two was written (Ubuntu's ldconfig is a wrapper around ldconfig.real; Debian and RHEL have no
+    ldconfig.real). Before 1.15.0 the path is used as written; with the version unknown, a path that
+    does not exist as written counts as missing. Path None: nothing to run; "?" when a path could not
+    be examined.
+
+    >>> ok_, gone = {"kind": "file"}, {"error": "ENOENT"}
+    >>> ldconfig_resolves_to("/sbin/ldconfig.real", {"/sbin/ldconfig": ok_, "/sbin/ldconfig.real": gone}, (1, 17, 8))
+    ('/sbin/ldconfig', 'toolkit 1.15.0 and later run /sbin/ldconfig.real where it exists, else /sbin/ldconfig')
+    >>> ldconfig_resolves_to("/sbin/ldconfig.real", {"/sbin/ldconfig": ok_, "/sbin/ldconfig.real": gone}, (1, 14, 6))[0]
+    """
+    def state(path: str) -> str:
+        error = targets.get(path, {}).get("error")
+        return "present" if targets.get(path, {}).get("kind") else "absent" if error in ("ENOENT", "ENOTDIR") else "?"
+
+    if version is None and state(host_path) == "absent":
+        return None, "toolkit releases before 1.15.0 run the path as written"
+    if version is not None and version < LDCONFIG_NORMALIZED:
+        seen = state(host_path)
+        return ({"present": host_path, "absent": None}.get(seen, "?"),
+                "toolkit releases before 1.15.0 run the path as written")
+    base, real = _ldconfig_candidates(host_path)
+    how = f"toolkit 1.15.0 and later run {real} where it exists, else {base}"
+    if state(real) == "present":
+        return real, how
+    if state(real) == "absent" or (version is None and state(base) == "present"):
+        return {"present": base, "absent": None}.get(state(base), "?"), how
+    return "?", how
+# --8<-- [end:runtime-mode]
+
+
 # --8<-- [start:toolkit-config]
 def _octal(value: Any) -> Optional[int]:
     """A mode string from lstat ("0755") as a number; None when it is not one."""
@@ -553,24 +694,41 @@ def _octal(value: Any) -> Optional[int]:
         return None
 
 
+def _legacy_scope(mode: Optional[str], explicit: bool) -> tuple[str, str]:
+    """Who reads the [nvidia-container-cli] settings in this runtime mode: ("all" | "gpus-flag" | "none", words)."""
+    if mode is None:
+        return "all", "before toolkit 1.18.0 every GPU container start runs nvidia-container-cli (version unknown)"
+    if mode == "legacy":
+        return "all", "every GPU container start runs nvidia-container-cli (legacy mode)"
+    if not explicit and mode == "jit-cdi":
+        return "gpus-flag", ("only `docker run --gpus` without --runtime=nvidia runs nvidia-container-cli "
+                             "(the legacy hook); the nvidia runtime uses jit-cdi")
+    return "none", f"the runtime is in {mode} mode and refuses the legacy hook, so nvidia-container-cli is not run"
+
+
 @check("toolkit-config", title="config.toml of the toolkit", page="runtime-debug-logging",
-       facts=("toolkit_config",), optional=("host", "unreadable_facts"))
+       facts=("toolkit_config",), optional=("host", "unreadable_facts", "toolkit_versions"))
 def toolkit_config_broken(config: dict[str, Any], host: Optional[dict[str, Any]],
-                          unreadable: Optional[dict[str, str]]) -> Verdict:
-    """/etc/nvidia-container-runtime/config.toml is invalid TOML, names an ldconfig that does not exist,
-    sets `no-cgroups = true` (containers then lose device access), an unknown runtime mode, or a debug
-    log the runtime cannot create.
+                          unreadable: Optional[dict[str, str]],
+                          versions: Optional[dict[str, Optional[str]]]) -> Verdict:
+    """/etc/nvidia-container-runtime/config.toml is invalid TOML, has an ldconfig the toolkit rejects
+    or cannot run, sets `no-cgroups = true` on a rootful host, names an unknown runtime mode, or a
+    debug log that cannot be written.
 
     ## Why it matters
-    Every GPU container start reads this file. A missing ldconfig gives `ldcache error`; `no-cgroups`
-    on a rootful engine gives `Failed to initialize NVML: Unknown Error`; an unwritable debug path
-    fails rootless container starts outright.
+    Every GPU container start reads this file. An ldconfig without "@" makes toolkit 1.17.3+ refuse
+    the whole file; an ldconfig that does not exist gives `ldcache error` on the legacy path;
+    `no-cgroups` on a rootful engine gives `Failed to initialize NVML: Unknown Error`. Which settings
+    matter depends on the runtime mode: since 1.18.0 `auto` means jit-cdi for the nvidia runtime, and
+    the [nvidia-container-cli] settings then reach only `docker run --gpus` through the legacy hook.
 
     ## Evidence
-    The parsed config.toml, lstat of the ldconfig it names and of each debug log and its directory.
+    The parsed config.toml, the toolkit version, lstat of the ldconfig it names (both spellings) and
+    of each debug log's directory.
 
     ## References
-    NVIDIA Container Toolkit troubleshooting and `config.toml` defaults (NVIDIA/nvidia-container-toolkit).
+    NVIDIA/nvidia-container-toolkit source at v1.15.0, v1.17.3 and v1.18.0 (internal/config/cli.go,
+    internal/info/auto.go) and CHANGELOG.md; troubleshooting guide, "Generating Debugging Logs".
     """
     doc, targets = config.get("doc"), config.get("targets") or {}
     if doc is None:
@@ -579,127 +737,243 @@ def toolkit_config_broken(config: dict[str, Any], host: Optional[dict[str, Any]]
                     anchor="config")
     cli = doc.get("nvidia-container-cli") if isinstance(doc.get("nvidia-container-cli"), dict) else {}
     runtime = doc.get("nvidia-container-runtime") if isinstance(doc.get("nvidia-container-runtime"), dict) else {}
+    version = toolkit_version(versions)
+    mode, explicit, mode_why = runtime_mode(config, versions)
+    scope, scope_words = _legacy_scope(mode, explicit)
     evidence: dict[str, Any] = {"no-cgroups": cli.get("no-cgroups"), "ldconfig": cli.get("ldconfig"),
-                                "mode": runtime.get("mode"), "debug": {"nvidia-container-cli": cli.get("debug"),
-                                "nvidia-container-runtime": runtime.get("debug")},
+                                "mode": runtime.get("mode"), "resolved_mode": mode, "mode_reason": mode_why,
+                                "toolkit": ".".join(map(str, version)) if version else None,
+                                "debug": {"nvidia-container-cli": cli.get("debug"),
+                                          "nvidia-container-runtime": runtime.get("debug")},
                                 "targets": {p: t.get("error") or f"{t.get('kind')} {t.get('mode')} uid "
                                             f"{t.get('uid')}" for p, t in targets.items()}}
     ldconfig = cli.get("ldconfig")
     looked_at: list[str] = []  # the paths the verdict rests on
-    if isinstance(ldconfig, str):
-        looked_at.append(ldconfig.lstrip("@"))
-        state = targets.get(ldconfig.lstrip("@"), {})
-        if state.get("error") in ("ENOENT", "ENOTDIR"):
-            return fail(f"ldconfig = \"{ldconfig}\" does not exist on this host: containers fail with "
-                        f"\"nvidia-container-cli: ldcache error\"",
-                        "Point ldconfig at this distribution's binary (\"@/sbin/ldconfig\" on RHEL/SUSE, "
-                        "\"@/sbin/ldconfig.real\" on Debian/Ubuntu).", evidence,
-                        page="container-cli-init-error", anchor="ldconfig")
-    rootless = cli.get("no-cgroups") is True
+    resolved_ldconfig: Optional[str] = None
+    from_container = _dict(doc.get("features")).get("allow-ldconfig-from-container") is True
+    if isinstance(ldconfig, str) and not ldconfig.startswith("@") and not from_container:
+        summary = (f"nvidia-container-cli.ldconfig = \"{ldconfig}\" has no \"@\" (a path inside the container): "
+                   "toolkit 1.17.3 and later refuse the whole config.toml, so every GPU container fails")
+        fix = f"Set ldconfig = \"@{ldconfig}\" (a host path): nvidia-ctk config --set " \
+              f"nvidia-container-cli.ldconfig=@{ldconfig} --in-place"
+        if version is not None and version >= LDCONFIG_HOST_ONLY:
+            return fail(summary, fix, evidence, page="container-cli-init-error", anchor="ldconfig")
+        return warn(summary + (f" (this host runs {'.'.join(map(str, version))})" if version else
+                               " (toolkit version unknown)"), fix, evidence,
+                    page="container-cli-init-error", anchor="ldconfig")
+    if isinstance(ldconfig, str) and ldconfig.startswith("@"):
+        resolved_ldconfig, how = ldconfig_resolves_to(ldconfig[1:], targets, version)
+        evidence["ldconfig_runs"] = resolved_ldconfig
+        looked_at.extend(p for p in (ldconfig[1:], *_ldconfig_candidates(ldconfig[1:])) if p in targets)
+        if resolved_ldconfig is None and version is None and scope != "none":
+            # Unknown release: 1.15.0+ would fall back to the other spelling; older ones fail.
+            other = next((p for p in _ldconfig_candidates(ldconfig[1:])
+                          if p != ldconfig[1:] and targets.get(p, {}).get("kind")), None)
+            if other:
+                return warn(f"ldconfig = \"{ldconfig}\" does not exist; toolkit 1.15.0 and later run {other} "
+                            "instead, older releases fail with \"nvidia-container-cli: ldcache error\" "
+                            "(toolkit version unknown)", f"Set ldconfig = \"@{other}\".", evidence,
+                            page="container-cli-init-error", anchor="ldconfig")
+        if resolved_ldconfig is None and scope != "none":
+            summary = (f"ldconfig = \"{ldconfig}\" names no ldconfig on this host ({how}): the legacy hook fails "
+                       f"with \"nvidia-container-cli: ldcache error\"; {scope_words}")
+            fix = "Set ldconfig = \"@/sbin/ldconfig\", which works on every distribution."
+            verdict = fail if scope == "all" else warn
+            return verdict(summary, fix, evidence, page="container-cli-init-error", anchor="ldconfig")
     for key in ("nvidia-container-cli", "nvidia-container-runtime"):
         debug = evidence["debug"][key]
         if not isinstance(debug, str) or not debug.startswith("/"):
             continue
         looked_at.append(debug.rsplit("/", 1)[0] or "/")
         parent = targets.get(looked_at[-1], {})
-        if parent.get("error") in ("ENOENT", "ENOTDIR"):
-            return fail(f"{key}.debug = \"{debug}\": its directory does not exist, so the log cannot be created",
-                        "Create the directory or comment out the debug line.", evidence, anchor="rootless-log")
-        mode = _octal(parent.get("mode", "0")) if parent.get("kind") == "dir" else None
-        if rootless and mode is not None and parent.get("uid") == 0 and not mode & 0o002:
-            return fail(f"{key}.debug = \"{debug}\" is in a root-owned directory (mode {parent.get('mode')}) "
-                        "while no-cgroups = true (a rootless setup): the runtime, running as the user, cannot "
-                        "open it and the container does not start",
-                        "Use a path the user can write (for example under $HOME or /tmp) or comment the line out.",
-                        evidence, anchor="rootless-log")
+        mode_bits = _octal(parent.get("mode", "0")) if parent.get("kind") == "dir" else None
+        gone = parent.get("error") in ("ENOENT", "ENOTDIR")
+        rootless_setup = cli.get("no-cgroups") is True
+        if gone and key == "nvidia-container-runtime" and not rootless_setup:
+            continue  # the runtime creates a missing directory (MkdirAll in internal/runtime/logger.go)
+        if not gone and not (rootless_setup and mode_bits is not None and parent.get("uid") == 0
+                             and not mode_bits & 0o002):
+            continue
+        why = "its directory does not exist" if gone else \
+            f"its directory is root-owned (mode {parent.get('mode')}) while no-cgroups = true (a rootless setup)"
+        fatal = key == "nvidia-container-runtime" and version is not None and version < DEBUG_LOG_NONFATAL
+        if fatal:
+            return fail(f"{key}.debug = \"{debug}\": {why}; toolkit {'.'.join(map(str, version))} (before 1.13.2) "
+                        "fails every container start with \"error opening debug log file\"",
+                        "Point debug at a writable path or comment the line out; upgrade the toolkit.", evidence,
+                        anchor="rootless-log")
+        after = ("since toolkit 1.13.2 the runtime only warns \"Failed to open log file\" and the container starts"
+                 if key == "nvidia-container-runtime" else "nvidia-container-cli runs only on the legacy path")
+        return warn(f"{key}.debug = \"{debug}\": {why}, so the log is not written ({after})",
+                    "Use a path the runtime's user can write (under $HOME or /tmp for rootless) or comment it out.",
+                    evidence, anchor="rootless-log")
     mode_value = runtime.get("mode")
     if isinstance(mode_value, str) and mode_value not in NVIDIA_RUNTIME_MODES:
         return warn(f"nvidia-container-runtime.mode = \"{mode_value}\" is not one of {', '.join(NVIDIA_RUNTIME_MODES)}",
                     "Set mode = \"auto\" (the default) or a documented mode.", evidence, anchor="config")
     euid = (host or {}).get("euid")
-    if rootless and euid in (None, 0):
-        return warn("no-cgroups = true: the runtime sets up no device cgroup, which only rootless engines "
-                    "need; a rootful Docker or containerd then fails with Failed to initialize NVML: Unknown "
-                    "Error (doctor ran as root: rootful engine assumed)",
-                    "For a rootful engine set no-cgroups = false (nvidia-ctk config --set "
-                    "nvidia-container-cli.no-cgroups=false --in-place) and restart it.", evidence,
-                    page="nvml-unknown-error", anchor="no-cgroups")
+    rootless = cli.get("no-cgroups") is True
+    if rootless and euid in (None, 0) and scope != "none":
+        summary = ("no-cgroups = true: nvidia-container-cli sets up no device cgroup, which only rootless engines "
+                   "need; a rootful engine then fails with Failed to initialize NVML: Unknown Error (doctor ran "
+                   f"as root: rootful engine assumed); {scope_words}")
+        fix = ("For a rootful engine set no-cgroups = false (nvidia-ctk config --set "
+               "nvidia-container-cli.no-cgroups=false --in-place) and restart it.")
+        return warn(summary, fix, evidence, page="nvml-unknown-error", anchor="no-cgroups")
     unread = _unreadable_among(unreadable, *looked_at)
     if unread:
         return _cannot_conclude(unread, evidence, "the paths config.toml names cannot be judged")
+    runs = f"ldconfig runs {resolved_ldconfig}; " if resolved_ldconfig and resolved_ldconfig != "?" else ""
+    if scope == "none":
+        return ok(f"config.toml parses; runtime: {mode_why}; the [nvidia-container-cli] settings (ldconfig, "
+                  f"no-cgroups) are unused: {scope_words}", evidence)
     if rootless:
-        return ok(f"no-cgroups = true with the doctor running as uid {euid}: a rootless setup, as intended",
-                  evidence)
-    return ok("config.toml parses; ldconfig exists; cgroups managed; debug paths usable", evidence)
+        return ok(f"no-cgroups = true with the doctor running as uid {euid}: a rootless setup, as intended; "
+                  f"{runs}runtime: {mode_why}", evidence)
+    return ok(f"config.toml parses; {runs}runtime: {mode_why}", evidence)
 # --8<-- [end:toolkit-config]
 
 
 # --8<-- [start:cdi-specs]
+# The spec directories every CDI-aware engine and the nvidia runtime read, lowest precedence first: a
+# device name defined in /var/run/cdi wins over the same name in /etc/cdi (container-device-interface
+# pkg/cdi, DefaultSpecDirs). /run/cdi is the same directory where /var/run links to /run.
+CDI_SPEC_DIRS = ("/etc/cdi/", "/var/run/cdi/")
+
+
+def _unaliased(path: str) -> str:
+    return "/var/run/cdi/" + path[len("/run/cdi/"):] if path.startswith("/run/cdi/") else path
+
+
+def _cdi_priority(path: str) -> int:
+    """The position of the file's directory in CDI_SPEC_DIRS: the higher, the stronger."""
+    return next((i for i, d in enumerate(CDI_SPEC_DIRS) if _unaliased(path).startswith(d)), 0)
+
+
+def effective_cdi_devices(specs: dict[str, dict[str, Any]]) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Which file each qualified device name ("nvidia.com/gpu=all") resolves from, as the CDI cache
+    resolves it: the later spec directory wins; two files of one directory that define the same name
+    conflict, and the name resolves to nothing. Returns (name -> file, conflicting name -> files).
+
+    >>> specs = {"/etc/cdi/nvidia.yaml": {"kind": "nvidia.com/gpu", "devices": ["0", "all"]},
+    ...          "/var/run/cdi/nvidia.yaml": {"kind": "nvidia.com/gpu", "devices": ["0", "all"]}}
+    >>> effective_cdi_devices(specs)[0]["nvidia.com/gpu=all"]
+    '/var/run/cdi/nvidia.yaml'
+    """
+    defined: dict[str, dict[int, list[str]]] = {}
+    for path, spec in sorted(specs.items()):
+        if "error" in spec or not spec.get("kind"):
+            continue
+        for device in spec.get("devices") or []:
+            files = defined.setdefault(f"{spec['kind']}={device}", {}).setdefault(_cdi_priority(path), [])
+            if _unaliased(path) not in files:
+                files.append(_unaliased(path))
+    winners: dict[str, str] = {}
+    conflicts: dict[str, list[str]] = {}
+    for name, by_priority in defined.items():
+        files = by_priority[max(by_priority)]
+        if len(files) > 1:
+            conflicts[name] = files
+        else:
+            winners[name] = files[0]
+    return winners, conflicts
+
+
+def _regenerate(path: str) -> str:
+    if path.startswith("/var/run/cdi/"):  # nvidia-cdi-refresh.service (toolkit 1.18.0+) writes nvidia.yaml here
+        return (f"Regenerate it: sudo systemctl restart nvidia-cdi-refresh.service (toolkit 1.18.0+), or "
+                f"nvidia-ctk cdi generate --output={path}")
+    return f"Regenerate: nvidia-ctk cdi generate --output={path}"
+
+
 @check("cdi-specs", title="CDI specs present and current", page="cdi",
        facts=("cdi_specs",), optional=("toolkit_config", "kernel_driver", "nvml", "nvidia_nodes",
-                                       "unreadable_facts"))
+                                       "unreadable_facts", "toolkit_versions"))
 def cdi_spec_stale_or_unreadable(  # noqa: PLR0917 (the registry passes each declared fact positionally)
         specs: dict[str, dict[str, Any]], config: Optional[dict[str, Any]],
         driver: Optional[DriverVersion], nvml: Optional[dict[str, Any]],
-        nodes: Optional[dict[str, dict[str, Any]]], unreadable: Optional[dict[str, str]]) -> Verdict:
-    """A CDI spec for nvidia.com/gpu is missing (while CDI mode is on), unreadable, generated for another
-    driver version, or lists device nodes that no longer exist: the engine reports
-    `unresolvable CDI devices` or injects libraries that do not match the kernel module.
+        nodes: Optional[dict[str, dict[str, Any]]], unreadable: Optional[dict[str, str]],
+        versions: Optional[dict[str, Optional[str]]]) -> Verdict:
+    """The CDI spec an engine resolves for nvidia.com/gpu is missing (while mode = "cdi"), unreadable,
+    defined twice in one directory, generated for another driver version, or lists device nodes that
+    no longer exist: the engine reports `unresolvable CDI devices` or injects libraries that do not
+    match the kernel module.
 
     ## Why it matters
     CDI specs are static files written by `nvidia-ctk cdi generate`; after a driver upgrade or a GPU
-    change they must be regenerated (toolkit 1.18 does it at boot with nvidia-cdi-refresh).
+    change they must be regenerated (toolkit 1.18.0+ does it with nvidia-cdi-refresh, into
+    /var/run/cdi). For each device name the file in /var/run/cdi wins over /etc/cdi, so only the
+    winning file is judged: a stale /etc/cdi/nvidia.yaml that /var/run/cdi/nvidia.yaml shadows is
+    never read, and regenerating it changes nothing.
 
     ## Evidence
-    /etc/cdi/* and /var/run/cdi/* (text or read error), the runtime mode in config.toml, the loaded
-    driver version, NVML's GPU count and lstat of /dev/nvidia*.
+    /etc/cdi/* and /var/run/cdi/* (text or read error), the runtime mode in config.toml and the
+    toolkit version, the loaded driver version, NVML's GPU count and lstat of /dev/nvidia*.
 
     ## References
-    NVIDIA Container Toolkit, "Support for Container Device Interface"; CDI specification.
+    NVIDIA Container Toolkit, "Support for Container Device Interface"; container-device-interface
+    pkg/cdi (spec directory precedence); deployments/systemd/nvidia-cdi-refresh.service at v1.18.0.
     """
-    mode = _dict(_dict(_dict(config).get("doc")).get("nvidia-container-runtime")).get("mode")
+    mode, _, mode_why = runtime_mode(config, versions)
     nvidia_specs = {p: s for p, s in specs.items() if "error" in s or str(s.get("kind", "")).endswith("/gpu")}
+    winners, conflicts = effective_cdi_devices(nvidia_specs)
+    effective = {p: s for p, s in nvidia_specs.items() if "error" in s or _unaliased(p) in winners.values()}
+    in_conflict = {f for files in conflicts.values() for f in files}
+    shadowed = sorted(set(nvidia_specs) - set(effective) - in_conflict)
     evidence: dict[str, Any] = {"specs": {p: s.get("error") or {k: s.get(k) for k in
                                 ("kind", "devices", "driver_versions")} for p, s in specs.items()},
-                                "mode": mode, "driver": driver.version if driver else None}
+                                "shadowed": shadowed, "conflicts": conflicts, "mode": mode, "mode_reason": mode_why,
+                                "driver": driver.version if driver else None}
     if not nvidia_specs:
         if mode == "cdi":
             return fail("config.toml sets mode = \"cdi\" but no CDI spec for nvidia.com/gpu exists: containers "
                         "fail with unresolvable CDI devices", "Generate it: nvidia-ctk cdi generate "
                         "--output=/etc/cdi/nvidia.yaml", evidence, anchor="generate")
-        return skip("no CDI spec for NVIDIA GPUs: the legacy injection path is in use", evidence)
-    for path, spec in sorted(nvidia_specs.items()):
+        if mode == "jit-cdi":
+            return skip(f"no CDI spec file for NVIDIA GPUs: the nvidia runtime generates one per container "
+                        f"({mode_why}); only an engine's own CDI requests (--device nvidia.com/gpu=all) need a file",
+                        evidence)
+        return skip(f"no CDI spec for NVIDIA GPUs: the legacy injection path is in use ({mode_why})", evidence)
+    for path, spec in sorted(effective.items()):
         if "error" in spec:
             return fail(f"{path} cannot be read ({spec['error']}): its devices are unresolvable",
                         f"Make it readable (chmod a+r {path}) or regenerate it.", evidence, anchor="unresolvable")
+    if conflicts:
+        name, files = sorted(conflicts.items())[0]
+        return fail(f"{name} is defined in both {' and '.join(files)}: the CDI cache drops conflicting names, "
+                    "so requests for it are unresolvable", f"Keep one spec per directory: remove {files[-1]}.",
+                    evidence, anchor="unresolvable")
+    note = f" ({', '.join(shadowed)} shadowed by /var/run/cdi: never read)" if shadowed else ""
     if driver:
-        for path, spec in sorted(nvidia_specs.items()):
-            versions = spec.get("driver_versions") or []
-            if versions and driver.version not in versions:
-                return fail(f"{path} was generated for driver {', '.join(versions)}, the loaded driver is "
-                            f"{driver.version}: containers get libraries that do not match the kernel module",
-                            "Regenerate: nvidia-ctk cdi generate --output=" + path, evidence, anchor="stale")
-    for path, spec in sorted(nvidia_specs.items()):
+        for path, spec in sorted(effective.items()):
+            spec_versions = spec.get("driver_versions") or []
+            if spec_versions and driver.version not in spec_versions:
+                return fail(f"{path} was generated for driver {', '.join(spec_versions)}, the loaded driver is "
+                            f"{driver.version}: containers get libraries that do not match the kernel module{note}",
+                            _regenerate(path), evidence, anchor="stale")
+    for path, spec in sorted(effective.items()):
         gone = [n for n in spec.get("device_nodes") or [] if (nodes or {}).get(n, {}).get("error") == "ENOENT"]
         if gone:
-            return fail(f"{path} lists {', '.join(gone)}, which no longer exist on this host",
-                        "Regenerate: nvidia-ctk cdi generate --output=" + path, evidence, anchor="stale")
+            return fail(f"{path} lists {', '.join(gone)}, which no longer exist on this host{note}",
+                        _regenerate(path), evidence, anchor="stale")
     count = nvml.get("device_count") if _nvml_ok(nvml) else None  # type: ignore[union-attr]
-    indexed = {d for s in nvidia_specs.values() for d in s.get("devices") or [] if d.isdigit()}
+    names = sorted(winners)
+    indexed = {n.split("=", 1)[1] for n in names if n.split("=", 1)[1].isdigit()}
     if isinstance(count, int) and indexed and len(indexed) < count:
         return warn(f"the CDI specs name GPUs {sorted(indexed)} but NVML sees {count}: new GPUs are not requestable",
                     "Regenerate the spec after a GPU change.", evidence, anchor="stale")
-    if not any("all" in (s.get("devices") or []) for s in nvidia_specs.values()):
+    if not any(n.endswith("=all") for n in names):
         return warn("no CDI device named \"all\": --device nvidia.com/gpu=all is unresolvable",
                     "Regenerate the spec with nvidia-ctk cdi generate.", evidence, anchor="unresolvable")
     # What the stale and count comparisons needed but could not read: the driver version, the nodes, NVML.
-    versioned = any(s.get("driver_versions") for s in nvidia_specs.values())
+    versioned = any(s.get("driver_versions") for s in effective.values())
     unread = _unreadable_among(unreadable, *(("/proc/driver/nvidia/version",) if versioned else ()), *(
-        n for s in nvidia_specs.values() for n in s.get("device_nodes") or []), *(("nvml",) if indexed else ()))
+        n for s in effective.values() for n in s.get("device_nodes") or []), *(("nvml",) if indexed else ()))
     if unread:
         return _cannot_conclude(unread, evidence, "whether the CDI specs are current cannot be judged")
-    names = sorted({d for s in nvidia_specs.values() for d in s.get("devices") or []})
-    return ok(f"{len(nvidia_specs)} CDI spec(s) for this driver; devices: {', '.join(names[:8])}", evidence)
+    shown = sorted({n.split("=", 1)[1] for n in names})
+    return ok(f"{len(effective)} CDI spec(s) in effect for this driver; devices: {', '.join(shown[:8])}{note}",
+              evidence)
 # --8<-- [end:cdi-specs]
 
 
@@ -723,18 +997,22 @@ def requested_gpus(value: Optional[str]) -> Optional[int]:
 @check("container-visible-devices", title="Requested GPUs visible in the container", page="gpu-not-visible",
        facts=("in_container", "nvidia_env"), optional=("nvml",))
 def container_gpus_not_visible(in_container: bool, env: dict[str, str], nvml: Optional[dict[str, Any]]) -> Verdict:
-    """Inside a container, NVML sees fewer GPUs than NVIDIA_VISIBLE_DEVICES asked for, or none at all
-    because the container was started without a GPU request (no --gpus, no runtime, no CDI device).
+    """Inside a container, NVML sees no GPU (the container was started without a GPU request: no --gpus,
+    no NVIDIA runtime, no CDI device), fewer GPUs than NVIDIA_VISIBLE_DEVICES names, or GPUs although it
+    says `none`.
 
     ## Why it matters
-    `NVIDIA_VISIBLE_DEVICES` unset or `void` makes the NVIDIA runtime behave like runc; `none` injects
-    the driver but no GPU. A pod on a default runtime that is not `nvidia` gets no GPU at all.
+    `NVIDIA_VISIBLE_DEVICES` unset, empty or `void` makes the NVIDIA runtime behave like runc; `none`
+    injects the driver but no GPU, except in toolkit 1.18.0 and 1.18.1 (jit-cdi mode), which inject every
+    GPU. A pod on a default runtime that is not `nvidia` gets no GPU at all. Indexes or UUIDs that do not
+    exist do not give fewer GPUs: the container does not start.
 
     ## Evidence
     NVIDIA_VISIBLE_DEVICES of the collecting process and NVML's device count.
 
     ## References
-    NVIDIA Container Toolkit, "Specialized Configurations with Docker" (GPU Enumeration).
+    NVIDIA Container Toolkit, "Specialized Configurations with Docker" (GPU Enumeration); toolkit README;
+    NVIDIA/nvidia-container-toolkit#1555.
     """
     if not in_container:
         return skip("not inside a container")
@@ -746,9 +1024,18 @@ def container_gpus_not_visible(in_container: bool, env: dict[str, str], nvml: Op
     init_error = str(_dict(nvml_error).get("name", ""))
     cuda_image = bool(env.get("CUDA_VERSION") or env.get("NVIDIA_REQUIRE_CUDA"))
     if wanted == 0:
+        if isinstance(count, int) and count > 0 and (value or "").strip() == "none":
+            return warn(f"NVIDIA_VISIBLE_DEVICES=none, yet NVML sees {count} GPU(s): toolkit 1.18.0 and 1.18.1 "
+                        "inject every GPU for none in jit-cdi mode (or GPUs were added with --device)",
+                        "Upgrade the host's NVIDIA Container Toolkit to 1.18.2 or later; until then use "
+                        "NVIDIA_VISIBLE_DEVICES=void for containers that must not see a GPU.", evidence,
+                        anchor="visible-devices")
         if isinstance(count, int) and count > 0:
             return ok(f"{count} GPU(s) visible (injected by CDI or --device; NVIDIA_VISIBLE_DEVICES={value!r})",
                       evidence)
+        if count == 0 and (value or "").strip() == "none":
+            return ok("no GPU, as NVIDIA_VISIBLE_DEVICES=none asks: the driver libraries are injected (NVML "
+                      "starts) and no device is; start it with --gpus or a GPU request if it needs one", evidence)
         if not cuda_image:
             return skip("no GPU requested and no CUDA image environment: not a GPU container", evidence)
         why = "none" if value == "none" else "unset" if value is None else repr(value)
@@ -765,8 +1052,10 @@ def container_gpus_not_visible(in_container: bool, env: dict[str, str], nvml: Op
         return unknown("NVML did not answer, so the visible GPUs cannot be counted (see nvml-init)", evidence)
     if count == 0 or (wanted is not None and wanted > 0 and count < wanted):
         return fail(f"NVIDIA_VISIBLE_DEVICES={value} asks for {'all GPUs' if wanted == -1 else wanted} "
-                    f"but NVML sees {count}", "Check the runtime is nvidia (default runtime or --runtime) and "
-                    "the IDs exist on the host (nvidia-smi -L).", evidence, anchor="visible-devices")
+                    f"but NVML sees {count}: the runtime acted on another request than this environment shows "
+                    "(changed after start, or devices given with --device)", "Recreate the container with the "
+                    "request in place (--gpus, --runtime=nvidia, or a CDI device); IDs that do not exist on the "
+                    "host stop the start with: unknown device.", evidence, anchor="visible-devices")
     return ok(f"NVML sees {count} GPU(s) for NVIDIA_VISIBLE_DEVICES={value}", evidence)
 # --8<-- [end:container-visible-devices]
 
@@ -797,8 +1086,11 @@ def container_capabilities_missing(in_container: bool, env: dict[str, str]) -> V
     if requested_gpus(env.get("NVIDIA_VISIBLE_DEVICES")) == 0 and env.get("NVIDIA_VISIBLE_DEVICES") != "none":
         return skip("no GPU requested through NVIDIA_VISIBLE_DEVICES (see container-visible-devices)")
     raw = env.get("NVIDIA_DRIVER_CAPABILITIES")
-    # Unset or empty means the default, "utility,compute" (toolkit README).
-    caps = {c.strip() for c in (raw or "utility,compute").split(",") if c.strip()}
+    # Unset or empty means the default, "utility,compute" (toolkit README); unset in a legacy image
+    # (CUDA_VERSION without NVIDIA_REQUIRE_CUDA) means "all" (the hook's getDriverCapabilities).
+    legacy_image = bool(env.get("CUDA_VERSION")) and not env.get("NVIDIA_REQUIRE_CUDA")
+    fallback = "all" if raw is None and legacy_image else "utility,compute"
+    caps = {c.strip() for c in (raw or fallback).split(",") if c.strip()}
     evidence = {"NVIDIA_DRIVER_CAPABILITIES": raw, "effective": sorted(caps)}
     unknown_caps = sorted(caps - set(KNOWN_CAPABILITIES))
     if "all" not in caps and "compute" not in caps:
@@ -822,7 +1114,7 @@ def container_capabilities_missing(in_container: bool, env: dict[str, str]) -> V
 # that release builds, with no compatibility mode.
 CUDA_TOOLKIT_DRIVERS: tuple[tuple[str, str], ...] = (
     ("13.3 Update 1", "610.43.02"), ("13.3 GA", "610.43.02"),
-    ("13.2 Update 2", "595.71.05"), ("13.2 Update 1", "595.58.03"), ("13.2 GA", "595.45.04"),
+    ("13.2 Update 1", "595.58.03"), ("13.2 GA", "595.45.04"),
     ("13.1 Update 1", "590.48.01"), ("13.1 GA", "590.44.01"),
     ("13.0 Update 2", "580.95.05"), ("13.0 Update 1", "580.82.07"), ("13.0 GA", "580.65.06"),
     ("12.9 Update 1", "575.57.08"), ("12.9 GA", "575.51.03"),
@@ -845,9 +1137,16 @@ CUDA_TOOLKIT_DRIVERS: tuple[tuple[str, str], ...] = (
     ("11.0.3 Update 1", "450.51.06"), ("11.0.2 GA", "450.51.05"),
     ("10.2.89", "440.33"), ("10.1.105", "418.39"), ("10.0.130", "410.48"),
 )
-# Minor version compatibility (Table 2 and the CUDA Compatibility guide): within one major release an
-# application runs, with a limited feature set, on any driver of at least this version.
-CUDA_MINOR_COMPAT_DRIVERS: dict[int, str] = {13: "580", 12: "525.60.13", 11: "450.80.02"}
+# The table ends with the newest release whose row was checked against the release notes; newer
+# releases (13.4, 13.5) get "not in the table" rather than a guessed driver.
+CUDA_TABLE_NEWEST = "13.3"
+# Minor version compatibility (the release notes' minor-version table and the CUDA Compatibility guide):
+# within one major release an application runs, with a limited feature set, on any driver at least this new.
+CUDA_MINOR_COMPAT_DRIVERS: dict[int, tuple[int, ...]] = {
+    13: boundary("driver-compat.cuda-13-minor-compat-driver", "driver", "580"),
+    12: boundary("driver-compat.cuda-12-minor-compat-driver", "driver", "525.60.13"),
+    11: boundary("driver-compat.cuda-11-minor-compat-driver", "driver", "450.80.02"),
+}
 
 
 def minimum_driver(cuda: str) -> Optional[str]:
@@ -863,8 +1162,16 @@ def minimum_driver(cuda: str) -> Optional[str]:
 
 
 # --8<-- [start:require-cuda]
+# libnvidia-container names a GPU's brand after NVML's brand enum (driver_get_device_brand, src/driver.c);
+# every brand without a name here, among them "NVIDIA" (H100, H200, B200), reads "Unknown". CUDA images
+# list brand=unknown, tesla, nvidia, quadro, grid and the vGPU brands per driver branch; never geforce or titan.
+LIBNVC_BRANDS = {1: "Quadro", 2: "Tesla", 3: "NVS", 4: "GRID", 5: "GeForce", 6: "TITAN"}
+# The words Go's strconv.ParseBool reads as true: the toolkit parses NVIDIA_DISABLE_REQUIRE with it.
+TRUE_WORDS = ("1", "t", "T", "TRUE", "true", "True")
+
+
 def _truthy(value: Optional[str]) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+    return (value or "").strip() in TRUE_WORDS
 
 
 def _short(expression: str, limit: int = 60) -> str:
@@ -872,70 +1179,146 @@ def _short(expression: str, limit: int = 60) -> str:
     return repr(expression) if len(expression) <= limit else repr(expression[:limit].rstrip() + " ...")
 
 
+def image_requirements(env: dict[str, str]) -> dict[str, str]:
+    """The requirements the toolkit hands to nvidia-container-cli, ANDed: every NVIDIA_REQUIRE_* variable
+    except NVIDIA_REQUIRE_JETPACK*, and cuda>=X.Y from CUDA_VERSION when NVIDIA_REQUIRE_CUDA is unset.
+
+    >>> image_requirements({"CUDA_VERSION": "11.0.3", "NVIDIA_REQUIRE_BRAND": "brand=tesla"})
+    {'NVIDIA_REQUIRE_BRAND': 'brand=tesla', 'CUDA_VERSION': 'cuda>=11.0'}
+    """
+    found = {k: v for k, v in sorted(env.items()) if k.startswith("NVIDIA_REQUIRE_")
+             and not k.startswith("NVIDIA_REQUIRE_JETPACK") and v.strip()}
+    legacy = version_tuple(env.get("CUDA_VERSION") or "")
+    if not env.get("NVIDIA_REQUIRE_CUDA") and legacy and len(legacy) >= 2:
+        found["CUDA_VERSION"] = f"cuda>={legacy[0]}.{legacy[1]}"
+    return found
+
+
+def visible_gpus(cli_info: Optional[CommandFact], nvml: Optional[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each GPU's brand and architecture as libnvidia-container compares them: from `nvidia-container-cli
+    info` (its own words), else from NVML with the brand named as libnvidia-container names it.
+
+    >>> visible_gpus(None, {"init": {"ok": True}, "devices": [
+    ...     {"name": "NVIDIA H200", "brand": 14, "cuda_compute_capability": [9, 0]}]})
+    [{'name': 'NVIDIA H200', 'brand': 'Unknown', 'arch': '9.0', 'source': 'nvml'}]
+    """
+    if cli_info is not None and cli_info.ran and cli_info.exit == 0:
+        devices = parse_cli_info(cli_info.output)["devices"]
+        if devices and all(d.get("brand") for d in devices):
+            return [{"name": d.get("model"), "brand": d["brand"], "arch": d.get("arch"),
+                     "source": "nvidia-container-cli"} for d in devices]
+    devices = nvml.get("devices") if _nvml_ok(nvml) else None  # type: ignore[union-attr]
+    gpus: list[dict[str, Any]] = []
+    for device in devices if isinstance(devices, list) else []:
+        brand = _dict(device).get("brand")
+        if not isinstance(brand, int) or isinstance(brand, bool):
+            return []  # one GPU of unknown brand leaves the whole verdict open
+        cc = device.get("cuda_compute_capability")
+        arch = f"{cc[0]}.{cc[1]}" if isinstance(cc, list) and len(cc) == 2 else None
+        gpus.append({"name": device.get("name"), "brand": LIBNVC_BRANDS.get(brand, "Unknown"), "arch": arch,
+                     "source": "nvml"})
+    return gpus
+
+
+def _all_of(results: list[Optional[bool]]) -> Optional[bool]:
+    return False if False in results else None if None in results else True
+
+
+def brands_on_this_driver(expression: str, facts: dict[str, Optional[str]]) -> list[str]:
+    """The brands whose `brand=...,driver...` alternative this driver satisfies, brand set aside.
+
+    >>> brands_on_this_driver("cuda>=12.8 brand=tesla,driver>=535,driver<536 brand=grid,driver>=550,driver<551",
+    ...                       {"cuda": "12.2", "driver": "535.247.01"})
+    ['tesla']
+    """
+    brands: list[str] = []
+    for conditions in parse_require(expression):
+        named = [value for key, op, value in conditions if key == "brand" and op in ("=", "==")]
+        rest = ",".join(f"{key}{op}{value}" for key, op, value in conditions if key != "brand")
+        if named and rest and eval_require(rest, facts) is True:
+            brands += [b for b in named if b not in brands]
+    return brands
+
+
 @check("require-cuda", title="NVIDIA_REQUIRE_CUDA satisfied by the driver", page="driver-compat",
-       facts=("nvidia_env",), optional=("driver_cuda_version", "kernel_driver", "nvml"))
+       facts=("nvidia_env",), optional=("driver_cuda_version", "kernel_driver", "nvml", "cli_info_cmd"))
 def require_cuda_unsatisfied(env: dict[str, str], cuda: Optional[str], driver: Optional[DriverVersion],
-                             nvml: Optional[dict[str, Any]]) -> Verdict:
-    """The image's NVIDIA_REQUIRE_CUDA (or legacy CUDA_VERSION) asks for a newer CUDA than the host
-    driver supports: the hook refuses the container (`unsatisfied condition: cuda>=X`) or, with the
-    check disabled, CUDA fails with `CUDA driver version is insufficient for CUDA runtime version`.
+                             nvml: Optional[dict[str, Any]], cli_info: Optional[CommandFact]) -> Verdict:
+    """The image's NVIDIA_REQUIRE_CUDA (or legacy CUDA_VERSION) is not met by this driver and GPU: the legacy
+    hook refuses the container (`unsatisfied condition: cuda>=X`), or CUDA fails with `CUDA driver
+    version is insufficient for CUDA runtime version` where nothing checks it.
 
     ## Why it matters
-    The driver's CUDA version is a ceiling: a CUDA 13 application needs a 580+ driver unless forward
-    compatibility applies; a newer minor of the same major can run through minor version compatibility.
+    The driver's CUDA version is a ceiling. An image may also accept older driver branches for named GPU
+    brands (`brand=tesla,driver>=535,driver<536`): libnvidia-container evaluates the expression for each
+    visible GPU, so a data-center GPU on 535 starts a CUDA 12.8 image and a GeForce does not.
 
     ## Evidence
-    NVIDIA_REQUIRE_CUDA / CUDA_VERSION / NVIDIA_DISABLE_REQUIRE of the collecting process (set them to an
-    image's values to test it on the host), the driver's CUDA version and driver version.
+    NVIDIA_REQUIRE_* / CUDA_VERSION / NVIDIA_DISABLE_REQUIRE of the collecting process (set them to an
+    image's values to test it on the host), the driver's CUDA version and driver version, and each GPU's
+    brand and architecture (nvidia-container-cli info, else NVML).
 
     ## References
-    CUDA Toolkit Release Notes (driver tables); CUDA Compatibility guide; toolkit README, NVIDIA_REQUIRE_*.
+    libnvidia-container src/cli/configure.c and src/cli/dsl.c; toolkit README, NVIDIA_REQUIRE_*; CUDA
+    Toolkit Release Notes (driver tables); CUDA Compatibility guide.
     """
-    expression = env.get("NVIDIA_REQUIRE_CUDA")
-    legacy = env.get("CUDA_VERSION")
-    if not expression and legacy and version_tuple(legacy):
-        expression = "cuda>=" + ".".join(str(p) for p in (version_tuple(legacy) or ())[:2])
-    if not expression:
+    requirements = image_requirements(env)
+    if not requirements:
         return skip("neither NVIDIA_REQUIRE_CUDA nor CUDA_VERSION is set (not a CUDA image's environment)")
+    expression = requirements.get("NVIDIA_REQUIRE_CUDA") or requirements.get("CUDA_VERSION") \
+        or next(iter(requirements.values()))
     if cuda is None:
         return unknown(f"{_short(expression)} cannot be judged: the driver's CUDA version is unknown "
-                       "(NVML, nvidia-smi and nvidia-container-cli did not say)",
-                       {"NVIDIA_REQUIRE_CUDA": env.get("NVIDIA_REQUIRE_CUDA"), "CUDA_VERSION": legacy})
+                       "(NVML, nvidia-smi and nvidia-container-cli did not say)", {"requirements": requirements})
     driver_version = driver.version if driver else ((nvml or {}).get("driver_version") if _nvml_ok(nvml) else None)
-    facts = {"cuda": cuda, "driver": driver_version if isinstance(driver_version, str) else None,
-             "brand": None, "arch": None}
-    verdict = eval_require(expression, facts)
+    drv = driver_version if isinstance(driver_version, str) else None
+    gpus = visible_gpus(cli_info, nvml)
+    # libnvidia-container evaluates every requirement once per visible GPU, with that GPU's brand and arch.
+    per_gpu = [_all_of([eval_require(e, {"cuda": cuda, "driver": drv, "brand": g.get("brand"), "arch": g.get("arch")})
+                        for e in requirements.values()]) for g in gpus or [{}]]
+    verdict = _all_of(per_gpu)
     wanted = re.search(r"cuda\s*>=?\s*(\d+\.\d+)", expression)
     needed = wanted.group(1) if wanted else None
-    evidence = {"NVIDIA_REQUIRE_CUDA": env.get("NVIDIA_REQUIRE_CUDA"), "CUDA_VERSION": legacy,
-                "NVIDIA_DISABLE_REQUIRE": env.get("NVIDIA_DISABLE_REQUIRE"), "driver_cuda": cuda,
-                "driver": facts["driver"], "toolkit_driver_for_needed": minimum_driver(needed) if needed else None}
+    base = {"cuda": cuda, "driver": drv}
+    evidence = {"requirements": requirements, "NVIDIA_DISABLE_REQUIRE": env.get("NVIDIA_DISABLE_REQUIRE"),
+                "driver_cuda": cuda, "driver": drv, "gpus": gpus,
+                "toolkit_driver_for_needed": minimum_driver(needed) if needed else None}
     if verdict is True:
+        if needed and eval_require(f"cuda>={needed}", base) is False:
+            brands = sorted({str(g.get("brand")) for g in gpus})
+            return ok(f"driver {drv} (CUDA {cuda}) is accepted for {', '.join(brands)} GPUs through the image's "
+                      f"brand alternatives for this driver branch, not through cuda>={needed}", evidence)
         return ok(f"driver CUDA {cuda} satisfies {expression.split()[0]}", evidence)
-    same_major = needed is not None and (version_tuple(needed) or (0,))[0] == (version_tuple(cuda) or (0,))[0]
     if verdict is None:
-        return warn(f"{_short(expression)} is satisfied only through a brand/arch alternative this snapshot cannot "
-                    f"judge (driver CUDA {cuda})", "Check the GPU brand (nvidia-smi -q | grep Brand); "
-                    "a Tesla/data-center GPU with the cuda-compat package can run it.", evidence,
-                    anchor="require-cuda")
+        return warn(f"{_short(expression)} hangs on the GPU brand, which this snapshot lacks (driver CUDA {cuda}, "
+                    f"driver {drv})", "Run `nvidia-container-cli info | grep Brand`: the image starts when one "
+                    "alternative names that brand and this driver branch.", evidence, anchor="require-cuda")
+    major = (version_tuple(needed or "") or (0,))[0]
+    minor_compat = CUDA_MINOR_COMPAT_DRIVERS.get(major)
+    same_major = bool(minor_compat and drv and (version_tuple(drv) or (0,)) >= minor_compat) if drv else \
+        major == (version_tuple(cuda) or (0,))[0]
     advice = (f"driver CUDA {cuda} is older than the image's {needed}" if needed else
               f"driver CUDA {cuda} does not satisfy {_short(expression)}")
+    accepted = brands_on_this_driver(expression, base)
+    refused = sorted({f"{g.get('brand')} ({g.get('name')})" for g, r in zip(gpus, per_gpu) if r is False})
+    if accepted and refused:
+        shown = ", ".join(accepted[:5]) + (", ..." if len(accepted) > 5 else "")
+        advice += f", and the image's alternatives for driver {drv} accept only {shown}, not {refused[0]}"
+    table_end = f"Table 3 of the CUDA release notes (the doctor's table ends at CUDA {CUDA_TABLE_NEWEST})"
     if same_major:
-        fix = (f"Upgrade the driver to {minimum_driver(needed or '') or 'the release notes minimum'} or newer; or, "
-               "since the major version matches, rely on minor version compatibility by running with "
-               "NVIDIA_DISABLE_REQUIRE=true (features that need the newer driver, such as PTX JIT of newer "
-               "code, still fail).")
+        fix = (f"Upgrade the driver to {minimum_driver(needed or '') or table_end} or newer; or, since driver "
+               f"{drv or cuda} is within CUDA {major}.x minor version compatibility, run with "
+               "NVIDIA_DISABLE_REQUIRE=true and test the application (PTX JIT of newer code still fails).")
     else:
-        fix = (f"Upgrade the driver to {minimum_driver(needed or '') or 'a newer branch'} or newer, use an image "
-               "built for CUDA " + cuda + " or older, or (data-center GPUs only) install the matching "
-               "cuda-compat package.")
+        fix = (f"Upgrade the driver to {minimum_driver(needed or '') or table_end} or newer, or use an image built "
+               f"for CUDA {cuda} or older; forward compatibility (cuda-compat) is for data-center GPUs only.")
     if _truthy(env.get("NVIDIA_DISABLE_REQUIRE")):
-        return warn(advice + "; NVIDIA_DISABLE_REQUIRE hides it at start-up: "
+        return warn(advice + "; NVIDIA_DISABLE_REQUIRE skips the check at start-up: "
                     + ("minor version compatibility applies" if same_major else
                        "expect CUDA driver version is insufficient for CUDA runtime version"), fix, evidence,
                     anchor="require-cuda")
-    return fail(advice + f": the hook refuses the container (unsatisfied condition: cuda>={needed})", fix,
-                evidence, anchor="require-cuda")
+    return fail(advice + f": Docker --gpus and legacy mode refuse it (unsatisfied condition: cuda>={needed}); "
+                "jit-cdi/cdi modes start it and CUDA fails at start-up", fix, evidence, anchor="require-cuda")
 # --8<-- [end:require-cuda]
 
 
@@ -1059,7 +1442,8 @@ def selinux_blocks_gpu(selinux: dict[str, Any], nodes: Optional[dict[str, dict[s
 
     ## References
     NVIDIA Container Toolkit troubleshooting, "NVML: Insufficient Permissions and SELinux";
-    containers/container-selinux PR #306; fedora-selinux/selinux-policy issue #1695.
+    containers/container-selinux PR #306; fedora-selinux/selinux-policy issue #1695;
+    NVIDIA/nvidia-docker issue #219 (device_t nodes from a runfile-installed nvidia-modprobe).
     """
     mode = selinux["mode"]
     labels = {p: n["selinux"] for p, n in (nodes or {}).items() if isinstance(n.get("selinux"), str)
@@ -1073,7 +1457,8 @@ def selinux_blocks_gpu(selinux: dict[str, Any], nodes: Optional[dict[str, dict[s
     generic = [p for p, label in labels.items() if ":device_t:" in label]
     if generic:
         return warn(f"{', '.join(sorted(generic))} labelled device_t: no policy rule grants containers that type",
-                    "Relabel: restorecon -v /dev/nvidia*", evidence, anchor="labels")
+                    "Relabel: restorecon -v /dev/nvidia* /usr/bin/nvidia-modprobe (a runfile install leaves "
+                    "nvidia-modprobe bin_t, and the nodes it creates come out device_t)", evidence, anchor="labels")
     if any(booleans.get(b) for b in booleans):
         unread = _unreadable_among(unreadable, pattern=r"^/dev/nvidia")
         if unread:  # a node whose label could not be read may carry device_t
@@ -1093,31 +1478,42 @@ def selinux_blocks_gpu(selinux: dict[str, Any], nodes: Optional[dict[str, dict[s
 # `nvidia-container-cli: initialization error: ...` variants -> (anchor on container-cli-init-error, fix).
 CLI_ERRORS: tuple[tuple[str, str, str], ...] = (
     ("load library failed", "load-library-failed",
-     "libnvidia-ml.so.1 is not in the ldcache: install the driver's user-space libraries and run ldconfig."),
+     "libnvidia-ml.so.1 is not in the ldcache: install the user-space libraries of the loaded driver's exact "
+     "version (same source as the kernel module) and run ldconfig."),
     ("driver not loaded", "driver-not-loaded", "Load the kernel module (modprobe nvidia) or fix the driver install."),
     ("insufficient permissions", "insufficient-permissions",
-     "Run as root, or give the user access to /dev/nvidia* (rootless: no-cgroups = true)."),
-    ("ldcache error", "ldconfig", "Set ldconfig in config.toml to this distribution's ldconfig."),
-    ("driver rpc error", "driver-rpc", "The driver helper process failed: check dmesg, the GPU and the driver."),
+     "The user/group the tool runs as cannot open /dev/nvidia*: compare ls -l /dev/nvidia* with user = in "
+     "config.toml (SUSE: root:video; VirtualGL setups restrict the nodes to vglusers)."),
+    ("ldcache error", "ldconfig", 'Set ldconfig = "@/sbin/ldconfig" in config.toml (valid on every distribution).'),
+    ("driver rpc error", "driver-rpc",
+     "The driver helper process failed: enable persistence mode (nvidia-persistenced), then check dmesg and the GPU."),
 )
 
 
 @check("container-cli-info", title="nvidia-container-cli sees the driver", page="container-cli-init-error",
-       facts=("cli_info_cmd",), optional=("kernel_driver", "nvml", "unreadable_facts"))
-def container_cli_cannot_initialise(command: CommandFact, driver: Optional[DriverVersion],
-                                    nvml: Optional[dict[str, Any]], unreadable: Optional[dict[str, str]]) -> Verdict:
-    """`nvidia-container-cli info`, the library every legacy GPU container start goes through, fails to
+       facts=("cli_info_cmd",), optional=("kernel_driver", "nvml", "unreadable_facts", "toolkit_config",
+                                          "toolkit_versions"))
+def container_cli_cannot_initialise(  # noqa: PLR0917 (the registry passes each declared fact positionally)
+        command: CommandFact, driver: Optional[DriverVersion], nvml: Optional[dict[str, Any]],
+        unreadable: Optional[dict[str, str]], config: Optional[dict[str, Any]],
+        versions: Optional[dict[str, Optional[str]]]) -> Verdict:
+    """`nvidia-container-cli info`, the tool the legacy hook runs at each GPU container start, fails to
     initialise, or reports another driver or fewer GPUs than the host has.
 
     ## Why it matters
-    The hook runs the same code at each `docker run --gpus`; its error is the one the engine prints
-    after `OCI runtime create failed`.
+    In legacy mode the hook runs the same code at each GPU container start; its error is the one the
+    engine prints after `OCI runtime create failed`. Since toolkit 1.18.0 the nvidia runtime's default
+    mode is jit-cdi, which does not run nvidia-container-cli: only `docker run --gpus` without
+    `--runtime=nvidia` still goes through the hook, so there a failure here is a warning, not the
+    cause of a failing pod.
 
     ## Evidence
-    Exit status and output of `nvidia-container-cli info`, /proc/driver/nvidia/version, NVML's GPU count.
+    Exit status and output of `nvidia-container-cli info`, /proc/driver/nvidia/version, NVML's GPU count,
+    the runtime mode in config.toml and the toolkit version.
 
     ## References
-    NVIDIA/libnvidia-container issues #231 and #103; NVIDIA/nvidia-container-toolkit issues #154, #1269.
+    NVIDIA/libnvidia-container issues #231 and #103; NVIDIA/nvidia-container-toolkit issues #154, #556,
+    #1269; internal/info/auto.go and cmd/nvidia-container-runtime-hook/hook_config.go at v1.18.0.
     """
     if command.error == "not-found":
         return skip("nvidia-container-cli is not installed")
@@ -1130,14 +1526,21 @@ def container_cli_cannot_initialise(command: CommandFact, driver: Optional[Drive
     info = parse_cli_info(command.output)
     evidence = {"exit": command.exit, "error": info["error"], "nvrm_version": info["nvrm_version"],
                 "cuda_version": info["cuda_version"], "devices": len(info["devices"])}
+    mode, explicit, mode_why = runtime_mode(config, versions)
+    evidence.update(runtime_mode=mode, mode_reason=mode_why)
     if command.exit != 0 or info["error"]:
         message = info["error"] or command.output.strip()[-300:]
-        for needle, anchor, fix in CLI_ERRORS:
-            if needle in message:
-                return fail(f"nvidia-container-cli: {message}", fix, evidence, anchor=anchor)
-        return fail(f"nvidia-container-cli info exited {command.exit}: {message}",
-                    "Rerun with nvidia-container-cli -k -d /dev/tty info and read the last lines.", evidence,
-                    anchor="causes")
+        anchor, fix = next(((a, f) for needle, a, f in CLI_ERRORS if needle in message),
+                           ("causes", "Rerun with nvidia-container-cli -k -d /dev/tty info and read the last lines."))
+        summary = f"nvidia-container-cli: {message}" if anchor != "causes" else \
+            f"nvidia-container-cli info exited {command.exit}: {message}"
+        if mode in ("cdi", "jit-cdi", "csv"):
+            # Not the cause of a failing container on the nvidia runtime: it does not run the tool in this mode.
+            who = ("only `docker run --gpus` without --runtime=nvidia (the legacy hook) runs it; containers and "
+                   "pods on the nvidia runtime do not") if not explicit else \
+                "neither the nvidia runtime nor its hook runs it in this mode"
+            return warn(f"{summary[:240]} ({mode_why}: {who})", fix, evidence, anchor=anchor)
+        return fail(summary, fix, evidence, anchor=anchor)
     if driver and info["nvrm_version"] and info["nvrm_version"] != driver.version:
         return fail(f"nvidia-container-cli reports driver {info['nvrm_version']}, kernel module is {driver.version}",
                     "Reboot or reload the driver so libraries and module match.", evidence, page="driver-compat",

@@ -66,6 +66,8 @@ def _device(nvml: Any, index: int) -> dict[str, Any]:
         "persistence_mode": "nvmlDeviceGetPersistenceMode",
         "architecture": "nvmlDeviceGetArchitecture",
         "cuda_compute_capability": "nvmlDeviceGetCudaComputeCapability",
+        # nvmlBrandType_t: what libnvidia-container compares `brand=` requirements against
+        "brand": "nvmlDeviceGetBrand",
     }
     for key, name in getters.items():
         device[key] = _call(_fn(nvml, name), handle)

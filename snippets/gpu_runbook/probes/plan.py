@@ -68,6 +68,7 @@ FILES: tuple[str, ...] = (
     "/etc/containerd/config.d/*.toml",
     "/etc/crio/crio.conf",
     "/etc/crio/crio.conf.d/*",
+    "/etc/crio/conf.d/*.toml",  # where nvidia-ctk 1.18.0-1.19.0 wrote CRI-O's drop-in (CRI-O does not read it)
     "/etc/cdi/*.yaml",
     "/etc/cdi/*.json",
     "/var/run/cdi/*.yaml",
@@ -119,10 +120,12 @@ PATHS: tuple[str, ...] = (
     "/lib/firmware/nvidia/*/gsp_*",
     "/run/nvidia/driver",
     "/run/nvidia/driver/usr/bin/nvidia-smi",
-    # toolkit config targets: ldconfig named in config.toml, debug log files and their directory
+    # toolkit config targets: ldconfig named in config.toml (toolkit 1.15.0+ picks <path>.real where it
+    # exists, so both spellings are looked at), debug log files and their directory
     "/sbin/ldconfig",
     "/sbin/ldconfig.real",
     "/usr/sbin/ldconfig",
+    "/usr/sbin/ldconfig.real",
     "/var/log",
     "/var/log/nvidia-container-toolkit.log",
     "/var/log/nvidia-container-runtime.log",
