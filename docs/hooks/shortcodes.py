@@ -8,6 +8,7 @@ Shortcodes (an unknown one fails the build):
 - `<!-- md:versions -->`   the versions the page was checked against (front matter `versions:`, `checked:`)
 - `<!-- md:explain-box -->` the "Paste an error" box (assets/javascripts/explain.js, offline, in the browser)
 - `<!-- md:error-index -->`  every known error string and signature, with the page it leads to
+- `<!-- md:explain-accuracy -->` how often `explain` names the right page for the real-report corpus (dev, test)
 
 After the build, the explain index (snippets/gpu_runbook/explain_index.json, the one `gpu-runbook explain`
 reads) is written as assets/javascripts/explain-index.js, a script: it loads from file:// too.
@@ -140,6 +141,28 @@ def _html_cell(text: str) -> str:
             .replace("*", "&#42;").replace("_", "&#95;").replace("\\", "&#92;"))
 
 
+def explain_accuracy() -> str:
+    """Top-1 / top-3 of `explain` on the real-report corpus, measured at build time (tests/tools/eval_explain.py)."""
+    import sys
+
+    tools = os.path.join(ROOT, "tests", "tools")
+    if tools not in sys.path:
+        sys.path.insert(0, tools)
+    from eval_explain import evaluate
+
+    out = ["| Split | Reports | Right page first | Right page in the first three |", "|---|---|---|---|"]
+    sections: dict[str, dict[str, tuple[int, float, float]]] = {}
+    for split in ("dev", "test"):
+        result = evaluate(split)
+        out.append(f"| {split} | {result['n']} | {result['top1']:.0%} | {result['top3']:.0%} |")
+        sections[split] = result["sections"]
+    out += ["", "| Section | dev top-1 | dev top-3 | test top-1 | test top-3 |", "|---|---|---|---|---|"]
+    for name in sorted(sections["dev"]):
+        dev, test = sections["dev"][name], sections["test"].get(name, (0, 0.0, 0.0))
+        out.append(f"| {name} | {dev[1]:.0%} | {dev[2]:.0%} | {test[1]:.0%} | {test[2]:.0%} |")
+    return "\n".join(out) + "\n"
+
+
 def write_explain_index(site_dir: str) -> None:
     """The explain index as a script for the browser box, with each page's title and path added."""
     with open(INDEX_PATH, encoding="utf-8") as handle:
@@ -254,6 +277,8 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
             return EXPLAIN_BOX
         if name == "error-index":
             return error_index()
+        if name == "explain-accuracy":
+            return explain_accuracy()
         raise PluginError(f"{page.file.src_uri}: unknown shortcode md:{name}")
 
     return SHORTCODE.sub(expand, markdown)

@@ -120,11 +120,16 @@ def load_index(path: Path = INDEX_PATH) -> dict[str, Any]:
                 raise ValueError("not an explain index of this version")
         except (OSError, ValueError):
             data = empty_index()
-        data["tokenizer"]["stop_set"] = set(data["tokenizer"]["stop"])
-        data["_signatures"] = [(s, re.compile(s["pattern"], re.IGNORECASE if "i" in s["flags"] else 0))
-                               for s in data["signatures"]]
-        _CACHE[key] = data
+        _CACHE[key] = prepare(data)
     return _CACHE[key]
+
+
+def prepare(data: dict[str, Any]) -> dict[str, Any]:
+    """Compile what the index stores as text (stop words, signature patterns) for repeated use."""
+    data["tokenizer"]["stop_set"] = set(data["tokenizer"]["stop"])
+    data["_signatures"] = [(s, re.compile(s["pattern"], re.IGNORECASE if "i" in s["flags"] else 0))
+                           for s in data["signatures"]]
+    return data
 
 
 def empty_index() -> dict[str, Any]:
@@ -201,9 +206,20 @@ def score_pages(query: Query, index: dict[str, Any],
             row["strong"] = True
         row["why"].append(f"{entry['why']}: {_first_line(text, found.start())}")
 
-    # Words: BM25 with the stored idf and per-page term frequencies.
+    # Words: BM25 with the stored idf and per-page term frequencies (dev reports folded in; a report left
+    # out for evaluation is taken back out of its page's counts).
+    excluded = set(exclude_reports)
+    removed: dict[tuple[int, str], float] = {}
+    doclen = list(index["doclen"])
+    if excluded:
+        weight = params.get("report_field", 0.0)
+        for report in index["reports"]:
+            if report["id"] in excluded:
+                for term in report["terms"]:
+                    removed[(report["page"], term)] = removed.get((report["page"], term), 0.0) + weight
+                doclen[report["page"]] -= weight * len(report["terms"])
     k1, b, avgdl = params["k1"], params["b"], index["avgdl"]
-    norms = [k1 * (1 - b + b * dl / avgdl) for dl in index["doclen"]]
+    norms = [k1 * (1 - b + b * dl / avgdl) for dl in doclen]
     bm25 = [0.0] * len(pages)
     contributions: list[list[tuple[float, str]]] = [[] for _ in pages]
     for term in query.terms:
@@ -211,7 +227,10 @@ def score_pages(query: Query, index: dict[str, Any],
         if not posting:
             continue
         idf = index["idf"][term]
-        for page_index, tf in posting:
+        for page_index, stored_tf in posting:
+            tf = stored_tf - removed.get((page_index, term), 0.0) if removed else stored_tf
+            if tf <= 1e-9:
+                continue
             gain = idf * tf * (k1 + 1) / (tf + norms[page_index])
             bm25[page_index] += gain
             contributions[page_index].append((gain, term))
@@ -224,7 +243,6 @@ def score_pages(query: Query, index: dict[str, Any],
                 row["why"].append("words: " + ", ".join(t.replace("_", " ") for _, t in top))
 
     # Similar real reports: cosine of idf-weighted word sets, the best report per page.
-    excluded = set(exclude_reports)
     qnorm_sq = 0.0
     for term in query.terms:
         idf = index["idf"].get(term)

@@ -133,6 +133,8 @@ SIGNATURES: tuple[Signature, ...] = (
     # sharing
     Signature("mps", r"nvidia-cuda-mps-(control|server)|CUDA_MPS_[A-Z_]+", "MPS control daemon or client settings",
               ("nvidia-cuda-mps-", "cuda_mps_"), 0.7, False),
+    Signature("mps-multi-gpu", r"nvidia-cuda-mps-(control|server)|CUDA_MPS_[A-Z_]+",
+              "MPS control daemon or client settings", ("nvidia-cuda-mps-", "cuda_mps_"), 0.7, False),
     Signature("mps", r"cudaErrorMps\w+|CUDA_ERROR_MPS_\w+", "a CUDA MPS error", ("cudaerrormps", "cuda_error_mps_")),
     Signature("mps", r"using MPS requires --mps-root", "the device plugin's MPS sharing without its root directory",
               ("--mps-root",)),
@@ -152,6 +154,8 @@ SIGNATURES: tuple[Signature, ...] = (
               ("no devices found", "incompatible strategy", "unsupported platform", "did you set",
                "did you configure")),
     Signature("device-plugin", r"nvidia-device-plugin", "the device plugin", ("nvidia-device-plugin",), 0.5, False),
+    Signature("device-plugin", r"nvidia\.com/gpu[\"']?:\s+[\"']?0[\"']?(\n|$)", "the node advertises no nvidia.com/gpu",
+              ("nvidia.com/gpu",), 0.8),
     Signature("device-plugin", r"Resource \W?nvidia\.com/gpu\W? was requested but not registered",
               "no node registers nvidia.com/gpu (the autoscaler's view)", ("was requested but not registered",)),
     Signature("device-plugin", r"error starting plugins?", "the device plugin failed to start",

@@ -44,6 +44,10 @@ PARAMS: dict[str, Any] = {
     "k1": 1.2, "b": 0.5,
     "weights": {"string": 2.0, "signature": 1.5, "words": 1.0, "reports": 1.0},
     "min_coverage": 0.6, "match_coverage": 0.9, "likely": 1.5,
+    # Weight of a dev report's words in its page's word counts.
+    "report_field": 0.5,
+    # The summed idf of its word pairs at which a known string counts fully.
+    "string_idf": 6.0,
 }
 # How much a word counts by where it stands on the page.
 FIELD_WEIGHTS = {"title": 3.0, "errors": 3.0, "heading": 2.0, "symptoms": 2.0, "causes": 1.0, "other": 0.5,
@@ -114,6 +118,20 @@ def build() -> dict[str, Any]:
     position = {p: i for i, p in enumerate(pages)}
     checks = check_fields()
 
+    # Real reports of the dev split, as word sets: folded into their page's words (each report counts once per
+    # word, so one long log cannot outweigh the page) and kept for the nearest-report evidence.
+    dev = [r for r in load_reports() if r["split"] == "dev"]
+    report_terms = []
+    for report in dev:
+        seen: dict[str, None] = {}
+        for line in report["text"].splitlines():
+            for term in line_terms(words(line, TOKENIZER)):
+                seen.setdefault(term, None)
+        report_terms.append(sorted(seen))
+    rdf = Counter(t for terms in report_terms for t in terms)
+    # A word pair seen in one report only says nothing about other reports: left out.
+    report_terms = [[t for t in terms if "_" not in t or rdf[t] > 1] for terms in report_terms]
+
     # Words per page, weighted by field.
     tf: list[Counter] = []
     for page_id in pages:
@@ -124,6 +142,9 @@ def build() -> dict[str, Any]:
                 for term in line_terms(words(line, TOKENIZER)):
                     counts[term] += FIELD_WEIGHTS[field]
         tf.append(counts)
+    for report, terms in zip(dev, report_terms):
+        for term in terms:
+            tf[position[report["page"]]][term] += PARAMS["report_field"]
     n = len(pages)
     df = Counter(term for counts in tf for term in counts)
     idf = {t: round(math.log(1 + (n - d + 0.5) / (d + 0.5)), 4) for t, d in sorted(df.items())}
@@ -136,9 +157,12 @@ def build() -> dict[str, Any]:
         meta, _ = front_matter(REPO / "docs" / docs_path(page_id))
         for error in meta.get("errors") or []:
             raw_strings.append((page_id, error, _string_keys(error)))
+    # A string weighs by how specific its words are (idf: "OCI runtime create failed" is on many pages) and
+    # less when several pages list it.
     sharing = Counter(" ".join(keys) for _, _, keys in raw_strings)
     strings = [{"page": position[p], "text": text, "keys": keys, "words": len(words(text, TOKENIZER)),
-                "weight": round(min(1.0, len(keys) / 3) / math.sqrt(sharing[" ".join(keys)]), 4)}
+                "weight": round(min(1.0, sum(idf.get(k, 0.0) for k in keys) / PARAMS["string_idf"])
+                                / math.sqrt(sharing[" ".join(keys)]), 4)}
                for p, text, keys in raw_strings if keys]
 
     # Signatures, the Xid ones from the check's own tables.
@@ -147,26 +171,11 @@ def build() -> dict[str, Any]:
                    "weight": s.weight, "strong": s.strong, "flags": s.flags}
                   for s in [*SIGNATURES, *xid_signatures(XID_NEEDS_RESET, XID_MEANING)]]
 
-    # Real reports of the dev split: word sets for the nearest-report evidence, with their own idf.
-    dev = [r for r in load_reports() if r["split"] == "dev"]
-    report_terms = []
-    for report in dev:
-        terms: dict[str, None] = {}
-        for line in report["text"].splitlines():
-            for term in line_terms(words(line, TOKENIZER)):
-                terms.setdefault(term, None)
-        report_terms.append(sorted(terms))
-    rdf = Counter(t for terms in report_terms for t in terms)
-    r = len(dev)
-    for term, d in sorted(rdf.items()):
-        if term not in idf:  # words only reports use: idf over the reports
-            idf[term] = round(math.log(1 + (r - d + 0.5) / (d + 0.5)), 4)
     reports = []
     for report, terms in zip(dev, report_terms):
-        kept = [t for t in terms if "_" not in t or rdf[t] > 1 or t in df]
-        norm = math.sqrt(sum(idf[t] * idf[t] for t in kept)) or 1.0
+        norm = math.sqrt(sum(idf[t] * idf[t] for t in terms)) or 1.0
         reports.append({"id": report["id"], "page": position[report["page"]], "source": report["source"],
-                        "terms": kept, "norm": round(norm, 6)})
+                        "terms": terms, "norm": round(norm, 6)})
 
     return {"spec_version": SPEC_VERSION, "tokenizer": TOKENIZER, "params": PARAMS, "pages": pages,
             "strings": strings, "signatures": signatures, "idf": dict(sorted(idf.items())),
