@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import SCENARIO_DIR, load_scenario
 from gpu_runbook.checks import devices
-from gpu_runbook.findings import Status
+from gpu_runbook.findings import Finding, Status
 from gpu_runbook.parsers.cgroup import (
     cgroup_driver_from_path,
     devices_list_allows,
@@ -18,7 +18,13 @@ from gpu_runbook.parsers.cgroup import (
     parse_proc_cgroup,
 )
 from gpu_runbook.parsers.modprobe import library_version, module_disabled_by, parse_modprobe_conf
-from gpu_runbook.parsers.proc import device_file_mode, parse_driver_params, secure_boot_from_efivar
+from gpu_runbook.parsers.proc import (
+    device_file_mode,
+    module_load_causes,
+    parse_api_mismatches,
+    parse_driver_params,
+    secure_boot_from_efivar,
+)
 from gpu_runbook.probes import plan
 from gpu_runbook.probes.collect import collect
 from gpu_runbook.probes.devopen import open_test, probe_open_tests
@@ -230,3 +236,120 @@ def test_device_nodes_warns_when_the_probes_created_the_missing_node() -> None:
 def _device_nodes(data: dict) -> object:
     (finding,) = run_checks(Snapshot(data), only=["device-nodes"], strict=True)
     return finding
+
+
+# -- the correctness sweep of 2026-12-02: kernel-log forms, uvm node modes, cgroup namespaces, /dev/char fixes ---
+
+def _finding(data: dict, check_id: str) -> Finding:
+    return next(f for f in run_checks(Snapshot(data), only=[check_id], strict=True))
+
+
+def _dmesg(text: str) -> dict:
+    return {"argv": ["dmesg"], "exit": 0, "stdout": text, "stderr": "", "seconds": 0.01}
+
+
+API_MISMATCH_580 = ("[ 9.1] NVRM: API mismatch: the client 'nvidia-smi' (pid 4242)\n"
+                    "               NVRM: has the version 580.159.04, but this kernel module has\n"
+                    "               NVRM: the version 580.82.07.  Please make sure that this\n")
+API_MISMATCH_570 = ("[ 8.2] NVRM: API mismatch: the client has the version 570.153.02, but\n"
+                    "[ 8.2] NVRM: this kernel module has the version 570.144.  Please\n")
+
+
+def test_both_api_mismatch_forms_are_parsed() -> None:
+    reports = parse_api_mismatches(API_MISMATCH_570 + API_MISMATCH_580)
+    assert [(r.client, r.pid, r.client_version, r.module_version) for r in reports] == [
+        ("", None, "570.153.02", "570.144"), ("nvidia-smi", 4242, "580.159.04", "580.82.07")]
+
+
+def test_mismatch_finding_names_the_client_of_the_575_form() -> None:
+    data = healthy()
+    data["files"]["/proc/driver/nvidia/version"]["text"] = data["files"]["/proc/driver/nvidia/version"][
+        "text"].replace("580.159.04", "580.82.07")
+    data["commands"]["dmesg"] = _dmesg(API_MISMATCH_580)
+    finding = _finding(data, "driver-library-mismatch")
+    assert finding.status is Status.FAIL and "client 'nvidia-smi' (pid 4242)" in finding.summary
+    assert finding.evidence["kernel_log_form"].startswith("NVRM: API mismatch: the client '<name>'")
+
+
+def test_mismatch_printed_by_an_earlier_module_is_ignored() -> None:
+    data = healthy()  # module 580.159.04 = libraries; the log line names the module loaded before
+    data["commands"]["dmesg"] = _dmesg(API_MISMATCH_580)
+    finding = _finding(data, "driver-library-mismatch")
+    assert finding.status is Status.OK and "kernel_log" not in finding.evidence
+
+
+def test_uvm_nodes_are_judged_against_0666_root_not_the_parameters() -> None:
+    data = healthy()
+    data["files"]["/proc/driver/nvidia/params"]["text"] = data["files"]["/proc/driver/nvidia/params"][
+        "text"].replace("DeviceFileGID: 0", "DeviceFileGID: 44").replace("DeviceFileMode: 438", "DeviceFileMode: 432")
+    for path in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/nvidia-caps/nvidia-cap1", "/dev/nvidia-caps/nvidia-cap2"):
+        if data["paths"].get(path, {}).get("major") == 195:
+            data["paths"][path].update(mode="0660", gid=44)
+    # 0660 root:video on the 195 nodes as the parameters ask, uvm still 0666 root:root as nvidia-modprobe makes it
+    assert _finding(data, "device-node-modes").status is Status.OK
+    data["paths"]["/dev/nvidia-uvm"].update(mode="0660", gid=44)
+    finding = _finding(data, "device-node-modes")
+    assert finding.status is Status.WARN and "/dev/nvidia-uvm 0660 0:44" in finding.summary
+
+
+def test_private_cgroup_namespace_is_not_reported_as_cgroup_root() -> None:
+    data = load_scenario(SCENARIO_DIR / "cgroup-device-access" / "broken-v2-ebpf-denies-after-daemon-reload.json")[
+        "snapshot"]
+    finding = _finding(data, "cgroup-device-access")
+    assert finding.status is Status.FAIL and finding.evidence["namespace_root"] is True
+    assert "cgroup /" not in finding.summary and "private cgroup namespace" in finding.summary
+    assert finding.evidence["driver"] == ""
+
+
+def test_cgroup_root_on_a_host_is_not_called_a_namespace() -> None:
+    data = healthy()
+    data["files"]["/proc/self/cgroup"] = {"text": "0::/\n"}
+    assert "namespace_root" not in FACTS["cgroup_setup"](Snapshot(data))
+
+
+@pytest.mark.parametrize(("line", "anchor"), [
+    ("NVRM: This can occur when another driver was loaded and", "nouveau"),
+    ("NVRM: nvidia.ko because it does not include the required GPU", "open-module-pre-turing"),
+    ("Loading of unsigned module is rejected", "secure-boot"),
+    ("Lockdown: modprobe: unsigned module loading is restricted; see man kernel_lockdown.7", "secure-boot"),
+])
+def test_kernel_log_names_why_nvidia_is_not_loaded(line: str, anchor: str) -> None:
+    data = load_scenario(SCENARIO_DIR / "kernel-modules" / "broken-driver-not-loaded.json")["snapshot"]
+    probe = "[ 4.9] NVRM: The NVIDIA probe routine was not called for 1 device(s).\n" if "another" in line else ""
+    data["commands"]["dmesg"] = _dmesg(probe + f"[ 4.9] {line}\n")
+    finding = _finding(data, "kernel-modules-loaded")
+    assert finding.status is Status.FAIL and finding.url.endswith("#" + anchor), finding
+
+
+def test_open_module_message_is_stale_once_the_proprietary_module_runs() -> None:
+    data = healthy()
+    data["files"]["/proc/driver/nvidia/version"] = {
+        "text": "NVRM version: NVIDIA UNIX x86_64 Kernel Module  580.159.04  Release Build  (dvs-builder@U22)\n"}
+    data["commands"]["dmesg"] = _dmesg("[ 4.9] NVRM: nvidia.ko because it does not include the required GPU\n")
+    assert _finding(data, "kernel-modules-loaded").status is Status.OK
+
+
+@pytest.mark.parametrize(("ctk", "uvm_loaded", "driver", "expected"), [
+    ("1.18.0", True, "580.159.04", "--create-all --load-kernel-modules"),
+    ("1.18.0", False, "580.159.04", "missing required device major nvidia-uvm"),
+    ("1.14.5", True, "580.159.04", "Upgrade the NVIDIA Container Toolkit to 1.14.6"),
+    ("1.14.5", True, "535.288.01", "--create-all --load-kernel-modules"),
+    ("1.13.5", False, "535.288.01", "modprobe nvidia-uvm"),
+    (None, False, None, "--load-kernel-modules"),
+])
+def test_dev_char_fix_fits_the_toolkit_and_driver(ctk: str, uvm_loaded: bool, driver: str, expected: str) -> None:
+    version = devices.DriverVersion(driver, "open", "x86_64", "") if driver else None
+    assert expected in devices.dev_char_fix(ctk, uvm_loaded, version)
+
+
+def test_proc_devices_name_follows_the_545_boundary() -> None:
+    assert devices.frontend_name(devices.DriverVersion("545.23.06", "open", "x86_64", "")) == "nvidia"
+    assert devices.frontend_name(devices.DriverVersion("535.288.01", "open", "x86_64", "")) == "nvidia-frontend"
+
+
+def test_module_load_causes_read_real_log_framing() -> None:
+    log = ("Aug 14 kernel: NVRM: The NVIDIA GPU 0000:09:00.0 (PCI ID: 10de:1d01)\n"
+           "             NVRM: installed in this system is not supported by open\n"
+           "             NVRM: nvidia.ko because it does not include the required GPU\n"
+           "[ 12.4] mymod: loading of module with unavailable key is rejected\n")
+    assert set(module_load_causes(log)) == {"open-module-pre-turing", "secure-boot"}

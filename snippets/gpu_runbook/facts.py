@@ -49,8 +49,8 @@ def nvidia_majors_fact(snapshot: Snapshot) -> dict[str, int]:
     for name, major in majors.items():
         if name not in ("nvidia", "nvidia-frontend"):
             roles[name.replace("nvidia-", "", 1)] = major
-    # Drivers before 550 register the frontend as "nvidia-frontend", 550 and later as "nvidia"
-    # (nvidia-container-toolkit#324 quotes the 550.40 release note). Both name major 195.
+    # Drivers before 545 register major 195 as "nvidia-frontend"; 545.23.06 dropped nv-frontend.c and
+    # registers "nvidia" and "nvidiactl" (open-gpu-kernel-modules kernel-open/nvidia/nv.c). Both are 195.
     frontend = majors.get("nvidia-frontend", majors.get("nvidia"))
     if frontend is not None:
         roles["frontend"] = frontend

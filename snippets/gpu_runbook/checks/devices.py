@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any, Optional
 
-from gpu_runbook.facts import NVIDIA_MODESET_MINOR, NVIDIACTL_MINOR, nvml_gpu_minors
+from gpu_runbook.facts import NVIDIA_MODESET_MINOR, NVIDIACTL_MINOR, in_container_fact, nvml_gpu_minors
 from gpu_runbook.findings import Verdict, fail, ok, skip, unknown, warn
 from gpu_runbook.parsers.cgroup import (
     cgroup_driver_from_path,
@@ -18,12 +18,14 @@ from gpu_runbook.parsers.modprobe import library_version, module_disabled_by, nv
 from gpu_runbook.parsers.proc import (
     DriverVersion,
     device_file_mode,
+    module_load_causes,
+    parse_api_mismatches,
     parse_driver_params,
     parse_proc_modules,
     secure_boot_from_efivar,
     secure_boot_from_mokutil,
 )
-from gpu_runbook.registry import check, fact
+from gpu_runbook.registry import boundary, check, fact
 from gpu_runbook.snapshot import NOT_PRESENT, CommandFact, Missing, Snapshot
 
 # -- facts of this section ------------------------------------------------------------------------
@@ -124,6 +126,16 @@ def cgroup_setup_fact(snapshot: Snapshot) -> dict[str, Any]:
     path = own.get("devices") or own.get("") or ""
     setup: dict[str, Any] = {"version": version, "driver": cgroup_driver_from_path(path), "path": path,
                              "devices_v1_mount": mounts.devices_v1}
+    if path == "/":
+        # "0::/" (or "N:devices:/"): the process sits at the root of its cgroup namespace. In a container that is
+        # a private cgroup namespace (Docker's and containerd's default on cgroup v2), which hides the host
+        # path, so neither the path nor the cgroup driver can be read from here.
+        try:
+            contained: Optional[bool] = in_container_fact(snapshot)
+        except Missing:
+            contained = None
+        if contained is not False:
+            setup["namespace_root"] = True
     # v1: the devices.list of this process's cgroup, as mounted in a container or at the host root.
     for list_path in ("/sys/fs/cgroup/devices/devices.list", "/sys/fs/cgroup/devices.list"):
         listing = snapshot.file(list_path)
@@ -204,29 +216,57 @@ def nodes_created_by_probes_fact(snapshot: Snapshot) -> list[str]:
     return [p for p in changes["appeared"] if isinstance(p, str)]
 
 
+# 545.23.06 dropped nv-frontend.c: from then on major 195 is listed as "nvidia" (and "nvidiactl") in
+# /proc/devices, before that as "nvidia-frontend" (open-gpu-kernel-modules kernel-open/nvidia/nv.c).
+PROC_DEVICES_NVIDIA_NAME = boundary("driver-proc-devices-nvidia-name", "driver", "545")
+
+
+def frontend_name(driver: Optional[DriverVersion]) -> str:
+    """The /proc/devices name of major 195 that a loaded module of this version registers.
+
+    >>> frontend_name(None)
+    'nvidia (drivers 545 and later) or nvidia-frontend (before 545)'
+    >>> frontend_name(DriverVersion("535.288.01", "open", "x86_64", ""))
+    'nvidia-frontend'
+    """
+    if driver is None or not re.fullmatch(r"\d+(\.\d+)*", driver.version):
+        return "nvidia (drivers 545 and later) or nvidia-frontend (before 545)"
+    parts = tuple(int(p) for p in driver.version.split("."))
+    return "nvidia" if parts >= PROC_DEVICES_NVIDIA_NAME else "nvidia-frontend"
+
+
+FIX_MISSING_NODES = ("Create them on the host: nvidia-modprobe -c 255 (nvidiactl), nvidia-modprobe -c N for each "
+                     "GPU minor N (nvidiaN), nvidia-modprobe -u -c 0 (nvidia-uvm and nvidia-uvm-tools); in a "
+                     "container, recreate it so the runtime injects them.")
+
+
 @check("device-nodes", title="/dev/nvidia* nodes exist and open", page="device-nodes",
        facts=("nvidia_majors", "nvidia_nodes", "host"),
-       optional=("nvml", "in_container", "nodes_created_by_probes"))
+       optional=("nvml", "in_container", "nodes_created_by_probes", "kernel_driver"))
 def device_nodes_missing_or_denied(  # noqa: PLR0917 (the registry passes each declared fact positionally)
         majors: dict[str, int], nodes: dict[str, dict[str, Any]], host: dict[str, Any],
-        nvml: Optional[dict[str, Any]], in_container: Optional[bool], created: Optional[list[str]]) -> Verdict:
+        nvml: Optional[dict[str, Any]], in_container: Optional[bool], created: Optional[list[str]],
+        driver: Optional[DriverVersion]) -> Verdict:
     """A /dev/nvidia* node is missing, has the wrong type or numbers, or its mode denies the workload.
 
     ## Why it matters
-    CUDA opens /dev/nvidiactl, /dev/nvidiaN and /dev/nvidia-uvm. A missing node gives "no CUDA-capable
-    device is detected" or NVML errors; a node with the wrong mode gives "Insufficient Permissions";
-    a node left from an earlier driver load can carry a stale dynamic major (nvidia-uvm, nvidia-caps).
+    CUDA opens /dev/nvidiactl, /dev/nvidiaN and /dev/nvidia-uvm. Without /dev/nvidia-uvm cuInit fails with
+    CUDA_ERROR_UNKNOWN (999; PyTorch: "CUDA unknown error"); nodes the user may not open give NVML's
+    "Insufficient Permissions" and CUDA's "no CUDA-capable device is detected"; a node left from an earlier
+    driver load can carry a stale dynamic major (nvidia-uvm, nvidia-caps). The kernel module creates no
+    nodes: the driver's user space (as root) or the setuid nvidia-modprobe does, or the container runtime.
 
     ## Evidence
     /proc/devices (the majors the driver registered), lstat of every /dev/nvidia* path, the GPU minors
     NVML reports.
 
     ## References
-    NVIDIA driver README, "How and when are the NVIDIA device files created?"; nvidia-modprobe(1).
+    NVIDIA driver README, "How and when are the NVIDIA device files created?"; nvidia-modprobe(1) and
+    modprobe-utils/nvidia-modprobe-utils.c.
     """
     if majors.get("frontend") is None:
-        return skip("no NVIDIA driver in /proc/devices: the kernel module is not loaded "
-                    "(see kernel-modules)", {"nvidia_majors": majors})
+        return skip(f"no NVIDIA driver in /proc/devices (no major 195 named {frontend_name(driver)}): the "
+                    "kernel module is not loaded (see kernel-modules)", {"nvidia_majors": majors})
     expected = expected_nodes(majors, nodes, nvml_gpu_minors(nvml))
     euid = host.get("euid") if isinstance(host.get("euid"), int) else None
     groups = [g for g in host.get("groups", []) if isinstance(g, int)] if isinstance(host.get("groups"), list) else []
@@ -257,18 +297,19 @@ def device_nodes_missing_or_denied(  # noqa: PLR0917 (the registry passes each d
     evidence = {"expected": {p: f"{a}:{b}" for p, (a, b, _) in expected.items()}, "missing": missing,
                 "optional_missing": optional_missing, "wrong": wrong, "denied": denied, "unreadable": unreadable}
     if majors.get("uvm") is None:
-        summary = "nvidia-uvm is not registered in /proc/devices (nvidia_uvm not loaded): CUDA programs cannot start"
-        fix = "Load nvidia_uvm and create its nodes: nvidia-modprobe -u -c=0 (or modprobe nvidia-uvm)."
+        summary = ("nvidia-uvm is not registered in /proc/devices (nvidia_uvm not loaded): CUDA programs fail "
+                   "(cuInit: CUDA_ERROR_UNKNOWN)")
+        fix = "Load nvidia_uvm and create its nodes: nvidia-modprobe -u -c 0 (as root, or through the setuid binary)."
         if in_container:
             return fail(summary, fix, evidence, anchor="nvidia-uvm")
         # On a host, nvidia-modprobe loads it at the first CUDA call; containers started before that fail.
         return warn(summary + " until nvidia-modprobe loads it on first use", fix, evidence, anchor="nvidia-uvm")
     if wrong:
-        return fail("; ".join(wrong), "Remove the stale nodes and recreate them from the current majors: "
-                    "nvidia-modprobe -c=0 -u (host), or restart the container so the runtime injects them.",
+        return fail("; ".join(wrong), "Remove the stale nodes and recreate them from the current majors "
+                    "(nvidia-modprobe puts the right numbers back: -c N for nvidiactl/nvidiaN, -u -c 0 for "
+                    "nvidia-uvm), or recreate the container so the runtime injects them.",
                     evidence, anchor="stale-nodes")
-    fix_missing = ("Create the nodes: nvidia-modprobe -c=0 -u (host), or restart the container so the runtime "
-                   "injects them.")
+    fix_missing = FIX_MISSING_NODES
     made = [p for p in expected if p in (created or [])]
     if made:
         evidence["created_by_probes"] = made
@@ -276,8 +317,9 @@ def device_nodes_missing_or_denied(  # noqa: PLR0917 (the registry passes each d
         # Root's NVML or nvidia-smi made them on the spot; a non-root workload could not have.
         it = "them" if len(made) > 1 else "it"
         return warn(f"{', '.join(made)} missing until this check ran: NVML or nvidia-smi, running as root, "
-                    f"created {it} ({it} exist{'' if len(made) > 1 else 's'} now; a process without root or "
-                    "CAP_MKNOD would have failed)",
+                    f"created {it} ({it} exist{'' if len(made) > 1 else 's'} now; a process without root, "
+                    "without CAP_MKNOD and without a setuid nvidia-modprobe, as in a container, would have "
+                    "failed)",
                     fix_missing + " Make it last: create them at boot (nvidia-persistenced, or nvidia-modprobe "
                     "in a unit) or have the runtime inject them.", evidence, anchor="missing-nodes")
     if missing:
@@ -288,31 +330,40 @@ def device_nodes_missing_or_denied(  # noqa: PLR0917 (the registry passes each d
     if unreadable:
         return unknown(f"could not examine {', '.join(unreadable)}: run as root to judge the nodes", evidence)
     if optional_missing:
-        return warn("; ".join(optional_missing), "Create them: nvidia-modprobe -u -c=0 (uvm-tools), "
+        return warn("; ".join(optional_missing), "Create them: nvidia-modprobe -u -c 0 (uvm-tools), "
                     "nvidia-modprobe -m (modeset).", evidence, anchor="missing-nodes")
     return ok(f"{len(expected)} NVIDIA device nodes present with the right numbers and usable modes", evidence)
 # --8<-- [end:device-nodes]
 
 
 # --8<-- [start:device-node-modes]
+UVM_NODES = ("/dev/nvidia-uvm", "/dev/nvidia-uvm-tools")
+# nvidia_uvm_mknod() passes no params file to mknod_helper(), so the defaults apply: mode 0666, uid 0, gid 0.
+UVM_NODE_MODE = ("0666", "0", "0")
+
+
 @check("device-node-modes", title="Node modes match the driver's DeviceFile* parameters", page="device-nodes",
        facts=("driver_params", "nvidia_nodes", "nvidia_majors", "host_dev"))
 def device_node_modes_differ(params: dict[str, str], nodes: dict[str, dict[str, Any]], majors: dict[str, int],
                              host_dev: bool) -> Verdict:
-    """NVreg_DeviceFileMode is not a valid mode, or the nodes' mode/owner differ from the driver's
-    DeviceFileMode/UID/GID parameters (something else rewrote them).
+    """NVreg_DeviceFileMode is not a valid mode, or the nodes' mode/owner differ from what nvidia-modprobe
+    creates: DeviceFileMode/UID/GID for major 195, 0666 root:root for nvidia-uvm (something else rewrote them).
 
     ## Why it matters
-    nvidia-modprobe and the driver's user-space create /dev/nvidia* with DeviceFileUID, DeviceFileGID and
-    DeviceFileMode (default 0, 0, 0666). A mode written without its leading 0 (NVreg_DeviceFileMode=660)
-    is read as decimal and gives nonsense bits such as c-w--wx-wT; nodes that differ from the parameters
-    were changed by a udev rule or chmod and change back at the next driver load.
+    nvidia-modprobe and the driver's user-space create /dev/nvidiactl, /dev/nvidiaN and /dev/nvidia-modeset
+    (major 195, hard-coded) with DeviceFileUID, DeviceFileGID and DeviceFileMode (default 0, 0, 0666). The
+    nvidia-uvm nodes get the major /proc/devices lists and always 0666 root:root: those parameters do not
+    govern them. A mode written without its leading 0 (NVreg_DeviceFileMode=660) is read as decimal and gives
+    nonsense bits such as c-w--wx-wT; nodes that differ were changed by a udev rule or chmod, and
+    nvidia-modprobe puts its own mode back the next time it creates or repairs them.
 
     ## Evidence
-    /proc/driver/nvidia/params and lstat of /dev/nvidiactl and /dev/nvidiaN.
+    /proc/driver/nvidia/params and lstat of /dev/nvidiactl, /dev/nvidiaN, /dev/nvidia-modeset and
+    /dev/nvidia-uvm*.
 
     ## References
-    NVIDIA driver README FAQ, "How and when are the NVIDIA device files created?".
+    NVIDIA driver README FAQ, "How and when are the NVIDIA device files created?"; nvidia-modprobe
+    modprobe-utils/nvidia-modprobe-utils.c (mknod_helper, nvidia_uvm_mknod).
     """
     mode = device_file_mode(params)
     evidence: dict[str, Any] = {key: params.get(key) for key in
@@ -326,47 +377,110 @@ def device_node_modes_differ(params: dict[str, str], nodes: dict[str, dict[str, 
                     "Write the mode in octal with a leading 0 (options nvidia NVreg_DeviceFileMode=0660) "
                     "and reload the driver.", evidence, anchor="mode-parameter")
     if params.get("ModifyDeviceFiles") == "0":
-        return ok("ModifyDeviceFiles is 0: the driver leaves the nodes to udev or the distribution", evidence)
+        return ok("ModifyDeviceFiles is 0: the driver's user space leaves nvidiactl and nvidiaN to udev or the "
+                  "distribution", evidence)
     if not host_dev:
         return skip("inside a container with its own /dev the runtime creates the nodes; compare on the host",
                     evidence)
     frontend = majors.get("frontend")
     want = (f"{mode:04o}", params.get("DeviceFileUID"), params.get("DeviceFileGID"))
     differ: list[str] = []
+    uvm_differ: list[str] = []
     for path, node in sorted(nodes.items()):
-        if node.get("kind") != "char" or node.get("major") != frontend:
-            continue  # uvm and caps nodes: uvm follows the same parameters, caps have their own
+        if node.get("kind") != "char":
+            continue
         have = (str(node.get("mode")), str(node.get("uid")), str(node.get("gid")))
-        if have != want:
-            differ.append(f"{path} {have[0]} {have[1]}:{have[2]}")
+        if node.get("major") == frontend:
+            if have != want:
+                differ.append(f"{path} {have[0]} {have[1]}:{have[2]}")
+        elif path in UVM_NODES and node.get("major") == majors.get("uvm") and have != UVM_NODE_MODE:
+            # nvidia-modprobe makes the uvm nodes 0666 root:root whatever the parameters say; caps nodes
+            # take their modes from /proc/driver/nvidia/capabilities and are not judged here.
+            uvm_differ.append(f"{path} {have[0]} {have[1]}:{have[2]}")
     evidence["differ"] = differ
-    if differ:
-        return warn(f"node mode/owner differ from the driver parameters ({want[0]} {want[1]}:{want[2]}): "
-                    f"{', '.join(differ[:6])}",
-                    "Set the wanted mode through NVreg_DeviceFileMode/UID/GID, not chmod or a udev rule, "
-                    "so every driver load recreates the same nodes.", evidence, anchor="permissions")
-    return ok(f"nodes match the driver parameters: mode {want[0]}, owner {want[1]}:{want[2]}", evidence)
+    evidence["uvm_differ"] = uvm_differ
+    fix = ("Set the wanted mode through NVreg_DeviceFileMode/UID/GID, not chmod or a udev rule, so every driver "
+           "load recreates the same nodes; restrict access through nvidiactl (every CUDA and NVML client opens it), "
+           "since the nvidia-uvm nodes are always created 0666 root:root.")
+    if differ or uvm_differ:
+        parts = []
+        if differ:
+            parts.append(f"node mode/owner differ from the driver parameters ({want[0]} {want[1]}:{want[2]}): "
+                         f"{', '.join(differ[:6])}")
+        if uvm_differ:
+            parts.append(f"nvidia-uvm nodes differ from the 0666 0:0 nvidia-modprobe creates: "
+                         f"{', '.join(uvm_differ)}")
+        return warn("; ".join(parts), fix, evidence, anchor="permissions")
+    uvm_note = " (nvidia-uvm 0666 0:0)" if any(p in nodes and "error" not in nodes[p] for p in UVM_NODES) else ""
+    return ok(f"nodes match the driver parameters: mode {want[0]}, owner {want[1]}:{want[2]}{uvm_note}", evidence)
 # --8<-- [end:device-node-modes]
 
 
 # --8<-- [start:dev-char-symlinks]
+# `create-dev-char-symlinks --create-all` reads the majors of "nvidia" and "nvidia-uvm" from /proc/devices and stops
+# with "missing required device major ..." when one is absent (cmd/nvidia-ctk/system/create-dev-char-symlinks/all.go).
+# --load-kernel-modules (1.14.0 on) loads the modules first; 1.14.6 (and 1.15.0) added the fallback between
+# "nvidia-frontend" (drivers before 545) and "nvidia" (545 and later); before, it looked for "nvidia-frontend" only.
+CTK_LOAD_KERNEL_MODULES = boundary("toolkit-dev-char-load-kernel-modules", "toolkit", "1.14.0")
+CTK_NVIDIA_NAME_FALLBACK = boundary("toolkit-dev-char-nvidia-name-fallback", "toolkit", "1.14.6")
+CREATE_LINKS = "nvidia-ctk system create-dev-char-symlinks --create-all --load-kernel-modules"
+
+
+def _version_parts(version: Optional[str]) -> Optional[tuple[int, ...]]:
+    match = re.match(r"(\d+(?:\.\d+)*)", version or "")
+    return tuple(int(p) for p in match.group(1).split(".")) if match else None
+
+
+def dev_char_fix(ctk_version: Optional[str], uvm_loaded: bool, driver: Optional[DriverVersion]) -> str:
+    """The command that creates the links on this host, given the toolkit, nvidia_uvm and the driver.
+
+    >>> dev_char_fix("1.18.0", False, None).split(";")[0]
+    'nvidia_uvm is not loaded, so `--create-all` alone stops with "missing required device major nvidia-uvm"'
+    >>> dev_char_fix("1.14.5", True, DriverVersion("550.163.01", "open", "x86_64", "")).split(":")[0]
+    'Upgrade the NVIDIA Container Toolkit to 1.14.6 or later'
+    """
+    ctk = _version_parts(ctk_version)
+    driver_parts = _version_parts(driver.version) if driver else None
+    if ctk is not None and ctk < CTK_NVIDIA_NAME_FALLBACK and driver_parts is not None \
+            and driver_parts >= PROC_DEVICES_NVIDIA_NAME:
+        return ("Upgrade the NVIDIA Container Toolkit to 1.14.6 or later: nvidia-ctk "
+                f"{ctk_version} looks for the major of \"nvidia-frontend\", which drivers 545 and later no longer "
+                "register, so create-dev-char-symlinks --create-all fails (missing required device major "
+                f"nvidia-frontend); then run `{CREATE_LINKS}`.")
+    if ctk is not None and ctk < CTK_LOAD_KERNEL_MODULES:
+        return ("Load nvidia_uvm first (modprobe nvidia-uvm), then run `nvidia-ctk system create-dev-char-symlinks "
+                f"--create-all` (nvidia-ctk {ctk_version} predates --load-kernel-modules, added in 1.14.0).")
+    if not uvm_loaded:
+        return ("nvidia_uvm is not loaded, so `--create-all` alone stops with \"missing required device major "
+                f"nvidia-uvm\"; run `{CREATE_LINKS}` and keep the links with the udev rule on the page, "
+                "which runs the same command.")
+    return f"Create them with `{CREATE_LINKS}` and keep them with the udev rule on the page."
+
+
 @check("dev-char-symlinks", title="/dev/char links for NVIDIA nodes", page="dev-char-symlinks",
-       facts=("nvidia_nodes", "dev_char", "host_dev", "toolkit_binaries"), optional=("nvidia_udev_rules",))
-def dev_char_links_missing(nodes: dict[str, dict[str, Any]], dev_char: dict[str, Any],
-                           host_dev: bool, toolkit: list[str], udev_rules: Optional[dict[str, str]]) -> Verdict:
+       facts=("nvidia_nodes", "dev_char", "host_dev", "toolkit_binaries"),
+       optional=("nvidia_udev_rules", "nvidia_majors", "toolkit_versions", "kernel_driver"))
+def dev_char_links_missing(  # noqa: PLR0917 (the registry passes each declared fact positionally)
+        nodes: dict[str, dict[str, Any]], dev_char: dict[str, Any], host_dev: bool, toolkit: list[str],
+        udev_rules: Optional[dict[str, str]], majors: Optional[dict[str, int]],
+        versions: Optional[dict[str, Optional[str]]], driver: Optional[DriverVersion]) -> Verdict:
     """An NVIDIA device node has no /dev/char/MAJOR:MINOR link, so runc with the systemd cgroup
     driver drops the device on `systemctl daemon-reload` ("Failed to initialize NVML: Unknown Error").
 
     ## Why it matters
     runc translates device rules for systemd through /dev/char/MAJOR:MINOR. The NVIDIA driver creates
     its nodes without udev, so the links are absent; after a daemon-reload systemd re-applies rules
-    without the GPU and running containers lose it.
+    without the GPU and running containers lose it. The fix, `nvidia-ctk system create-dev-char-symlinks
+    --create-all`, creates nothing while nvidia_uvm is not loaded unless it also gets --load-kernel-modules;
+    a udev rule that runs it when nvidia binds at boot meets exactly that state.
 
     ## Evidence
-    lstat of /dev/nvidia* (major:minor), the /dev/char listing with link targets, the nvidia udev rules.
+    lstat of /dev/nvidia* (major:minor), the /dev/char listing with link targets, the nvidia udev rules,
+    /proc/devices (is nvidia-uvm registered), the nvidia-ctk version and the module version.
 
     ## References
-    NVIDIA Container Toolkit troubleshooting; NVIDIA/nvidia-docker issue #1730; NVIDIA/nvidia-container-toolkit #48.
+    NVIDIA Container Toolkit troubleshooting; NVIDIA/nvidia-docker issue #1730; nvidia-container-toolkit
+    cmd/nvidia-ctk/system/create-dev-char-symlinks; bottlerocket-os/bottlerocket-kernel-kit issue #308.
     """
     if not host_dev:
         return skip("inside a container with its own /dev: /dev/char links matter on the host that runs runc")
@@ -377,6 +491,11 @@ def dev_char_links_missing(nodes: dict[str, dict[str, Any]], dev_char: dict[str,
         entries = dev_char.get("entries") or {}
         listing_error = None
     rule_files = sorted(p for p, text in (udev_rules or {}).items() if "create-dev-char-symlinks" in text)
+    # A rule that runs --create-all without --load-kernel-modules fires when nvidia binds, before nvidia_uvm
+    # is loaded, and then creates nothing.
+    rules_without_load = [p for p in rule_files if "--create-all" in (udev_rules or {})[p]
+                          and "--load-kernel-modules" not in (udev_rules or {})[p]]
+    uvm_loaded = majors is None or "uvm" in majors
     missing: list[str] = []
     wrong: list[str] = []
     checked = 0
@@ -391,19 +510,30 @@ def dev_char_links_missing(nodes: dict[str, dict[str, Any]], dev_char: dict[str,
             missing.append(f"{name} ({path})")
         elif target is not None and target.rsplit("/", 1)[-1] != path.rsplit("/", 1)[-1]:
             wrong.append(f"{name} -> {target}, expected {path}")
+    ctk_version = (versions or {}).get("nvidia-ctk")
     evidence = {"checked": checked, "missing": missing, "wrong": wrong, "dev_char_error": listing_error,
-                "toolkit": toolkit, "udev_rule": rule_files}
+                "toolkit": toolkit, "udev_rule": rule_files,
+                "udev_rule_without_load_kernel_modules": rules_without_load, "nvidia_uvm_loaded": uvm_loaded,
+                "nvidia_ctk": ctk_version}
     if not missing and not wrong:
         if unreadable:
             return unknown(f"could not examine {', '.join(unreadable[:6])}: their links cannot be judged", evidence)
         if not checked:
             return skip("no NVIDIA character devices on this host")
-        return ok(f"all {checked} NVIDIA nodes have their /dev/char link"
-                  + ("" if rule_files else " (no udev rule keeps them across driver reloads)"), evidence)
+        if not rule_files:
+            note = " (no udev rule keeps them across driver reloads)"
+        elif rules_without_load:
+            note = (f" (the udev rule in {rules_without_load[0]} lacks --load-kernel-modules: at boot it usually "
+                    "runs before nvidia_uvm is loaded, and then creates nothing)")
+        else:
+            note = ""
+        return ok(f"all {checked} NVIDIA nodes have their /dev/char link{note}", evidence)
     summary = (f"{len(missing)} NVIDIA node(s) without /dev/char link: {', '.join(missing[:6])}"
                if missing else f"wrong /dev/char links: {', '.join(wrong[:6])}")
-    fix = ("Create them with `nvidia-ctk system create-dev-char-symlinks --create-all` "
-           "and keep them with the udev rule on the page.")
+    if rules_without_load and missing:
+        summary += (f" (the udev rule in {rules_without_load[0]} runs --create-all without --load-kernel-modules, "
+                    "which stops while nvidia_uvm is not loaded)")
+    fix = dev_char_fix(ctk_version, uvm_loaded, driver)
     if not toolkit:
         # No container runtime uses the GPU here, so nothing breaks today; keep it visible.
         return warn(summary + " (latent: no NVIDIA container toolkit on this host)", fix, evidence,
@@ -431,10 +561,13 @@ def cgroup_denies_gpu(cgroup: dict[str, Any], opens: Optional[dict[str, Any]],
 
     ## Evidence
     The open test (errno of an O_RDONLY|O_NONBLOCK open of /dev/nvidiactl and /dev/nvidia-uvm),
-    /proc/self/mountinfo and /proc/self/cgroup (version and driver), the v1 devices.list.
+    /proc/self/mountinfo and /proc/self/cgroup (version and driver), the v1 devices.list. In a private cgroup
+    namespace (Docker's and containerd's default on cgroup v2) /proc/self/cgroup reads "0::/": the cgroup's
+    host path and the cgroup driver are then not visible, and the finding says so instead of guessing.
 
     ## References
-    Linux kernel docs, Control Group v2 "Device controller"; cgroup v1 devices.txt; runc issue #3671.
+    Linux kernel docs, Control Group v2 "Device controller" and "Namespace"; cgroup v1 devices.txt;
+    runc issue #3671.
     """
     evidence: dict[str, Any] = dict(cgroup)
     if opens is not None and "error" in opens and isinstance(opens["error"], str):
@@ -450,7 +583,7 @@ def cgroup_denies_gpu(cgroup: dict[str, Any], opens: Optional[dict[str, Any]],
         if denied:
             where = ("the v1 devices.list" if cgroup["version"] == "v1"
                      else "the cgroup v2 eBPF device filter")
-            return fail(f"open({', '.join(denied)}) = EPERM: {where} of cgroup {cgroup['path'] or '/'} denies "
+            return fail(f"open({', '.join(denied)}) = EPERM: {where} of {_cgroup_name(cgroup)} denies "
                         f"the GPU (the node exists; this is not ENOENT)",
                         "Restart the container so the runtime re-adds the device rules; then stop the cause "
                         "(dev-char links + systemd cgroup driver).", evidence, anchor="denied")
@@ -461,8 +594,17 @@ def cgroup_denies_gpu(cgroup: dict[str, Any], opens: Optional[dict[str, Any]],
                     "(see device-nodes)", evidence)
     if cgroup["version"] in ("v1", "hybrid") and cgroup.get("devices_v1_mount"):
         return _judge_devices_list(cgroup, nodes, evidence)
+    hidden = (" (/proc/self/cgroup shows '/', the root of a private cgroup namespace: read the container's "
+              "cgroup and the cgroup driver on the host)" if cgroup.get("namespace_root") else "")
     return skip(f"cgroup {cgroup['version']}: device rules are eBPF programs that cannot be listed from here; "
-                "run `gpu-runbook check` live so the open test can judge", evidence)
+                f"run `gpu-runbook check` live so the open test can judge{hidden}", evidence)
+
+
+def _cgroup_name(cgroup: dict[str, Any]) -> str:
+    """How a finding names the cgroup: its path, or why the path is not visible."""
+    if cgroup.get("namespace_root"):
+        return "this process's cgroup (shown as '/': a private cgroup namespace hides its host path)"
+    return f"cgroup {cgroup.get('path') or '(unknown)'}"
 
 
 def _judge_devices_list(cgroup: dict[str, Any], nodes: Optional[dict[str, dict[str, Any]]],
@@ -479,7 +621,7 @@ def _judge_devices_list(cgroup: dict[str, Any], nodes: Optional[dict[str, dict[s
               if not devices_list_allows(rules, n["major"], n["minor"],
                                          "r" if p.startswith("/dev/nvidia-caps/") else "rw")]
     if denied:
-        return fail(f"devices.list of cgroup {cgroup['path']} does not allow rw on {', '.join(denied[:6])}",
+        return fail(f"devices.list of {_cgroup_name(cgroup)} does not allow rw on {', '.join(denied[:6])}",
                     "Restart the container so the runtime re-adds the device rules.", evidence, anchor="denied")
     if not chars:
         return skip("no NVIDIA character devices to judge against devices.list", evidence)
@@ -547,39 +689,74 @@ def bpf_jit_fact(snapshot: Snapshot) -> dict[str, str]:
 SMI_NO_DRIVER = "couldn't communicate with the NVIDIA driver"
 
 
+# What the kernel log names as the reason nvidia did not load: (words for the summary, page anchor, fix).
+LOAD_CAUSES = {
+    "open-module-pre-turing": (
+        "the open kernel module does not support a GPU here (no GSP: older than Turing)", "open-module-pre-turing",
+        "Install the proprietary kernel module flavour of the driver (open is the default since 560; Maxwell, "
+        "Pascal and Volta need the proprietary one), then reboot."),
+    "another-driver": (
+        "another driver owns the GPU (the probe routine was not called)", "nouveau",
+        "Find the driver in use (lspci -k -d 10de:), blacklist it (nouveau) or unbind it, rebuild the initramfs "
+        "and reboot."),
+    "secure-boot": (
+        "the kernel refused a module for its signature (Secure Boot)", "secure-boot",
+        "Enroll the key the module is signed with (mokutil --import, confirm at the next boot) or install the "
+        "distribution's signed driver packages."),
+    "gsp-firmware": (
+        "the GSP firmware of the module's version is missing", "gsp-firmware",
+        "Reinstall the firmware package of the module's version, or reboot into a consistent driver install."),
+}
+
+
 @check("kernel-modules-loaded", title="NVIDIA kernel modules loaded", page="kernel-modules",
-       facts=("proc_modules",), optional=("nvidia_smi", "in_container"))
-def kernel_modules_not_loaded(modules: dict[str, dict[str, object]], smi: Optional[CommandFact],
-                              in_container: Optional[bool]) -> Verdict:
+       facts=("proc_modules",), optional=("nvidia_smi", "in_container", "kernel_log", "kernel_driver"))
+def kernel_modules_not_loaded(
+        modules: dict[str, dict[str, object]], smi: Optional[CommandFact], in_container: Optional[bool],
+        log: Optional[CommandFact], driver: Optional[DriverVersion]) -> Verdict:
     """The nvidia kernel module (or nvidia_uvm, which CUDA needs) is not loaded or not live, so
-    "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver".
+    "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver"; or the open module is
+    loaded but the kernel log says a GPU is too old for it.
 
     ## Why it matters
     Without nvidia.ko there is no /proc/driver/nvidia, no /dev/nvidiactl and NVML reports Driver Not Loaded.
-    Without nvidia_uvm CUDA cannot allocate memory. nvidia_modeset and nvidia_drm serve displays and are
-    optional on a headless compute host.
+    Without nvidia_uvm CUDA cannot start. nvidia_modeset and nvidia_drm serve displays and are optional on a
+    headless compute host. Where the kernel log holds the reason (open module on a pre-Turing GPU, another
+    driver first, a refused signature, missing GSP firmware), the finding names it.
 
     ## Evidence
-    /proc/modules (name, state, taint flags) and the nvidia-smi output.
+    /proc/modules (name, state, taint flags), the nvidia-smi output, the NVRM lines of the kernel log.
 
     ## References
-    NVIDIA driver README, "Installing the NVIDIA Driver" and "nvidia-modprobe"; NVIDIA CUDA installation guide.
+    NVIDIA driver README, "Installing the NVIDIA Driver" and "nvidia-modprobe"; NVIDIA driver installation
+    guide, "Kernel Modules"; open-gpu-kernel-modules src/nvidia/arch/nvalloc/unix/src/osapi.c.
     """
     nvidia_like = {name: info for name, info in modules.items() if name.startswith("nvidia")}
     evidence: dict[str, Any] = {"loaded": {name: info.get("state") for name, info in sorted(nvidia_like.items())}}
     if smi is not None and SMI_NO_DRIVER in smi.output:
         evidence["nvidia_smi"] = smi.output.strip()[:300]
+    causes = module_load_causes(log.output) if log is not None else {}
+    if causes:
+        evidence["kernel_log"] = causes
     nvidia = modules.get("nvidia")
     if nvidia is None:
+        named = [LOAD_CAUSES[c] for c in LOAD_CAUSES if c in causes]
+        if named:
+            return fail("the nvidia kernel module is not loaded: " + "; ".join(n[0] for n in named)
+                        + " (kernel log)", named[0][2], evidence, anchor=named[0][1])
         return fail("the nvidia kernel module is not loaded", "Load it (modprobe nvidia) and find out why it did "
                     "not load at boot: dmesg | grep -iE 'nvrm|nvidia|nouveau'.", evidence, anchor="driver-not-loaded")
+    if "open-module-pre-turing" in causes and (driver is None or driver.flavour == "open"):
+        cause = LOAD_CAUSES["open-module-pre-turing"]
+        return fail(f"the open nvidia module is loaded but {cause[0]}: that GPU is unusable (kernel log)", cause[2],
+                    evidence, anchor=cause[1])
     if nvidia.get("state") != "Live":
         return fail(f"the nvidia module is {nvidia.get('state')}, not Live", "Wait for it to finish loading; if it "
                     "stays, check dmesg for NVRM errors and follow the recovery runbook.", evidence,
                     anchor="driver-not-loaded")
     if "nvidia_uvm" not in modules:
         summary = "nvidia is loaded but nvidia_uvm is not: CUDA programs cannot start"
-        fix = "Load it: nvidia-modprobe -u -c=0 (or modprobe nvidia-uvm), and at boot via /etc/modules-load.d."
+        fix = "Load it: nvidia-modprobe -u -c 0 (or modprobe nvidia-uvm), and at boot via /etc/modules-load.d."
         if in_container:
             return fail(summary, fix, evidence, anchor="uvm-not-loaded")
         return warn(summary + " until nvidia-modprobe loads it on first use", fix, evidence, anchor="uvm-not-loaded")
@@ -693,65 +870,119 @@ def gsp_firmware_missing(driver: DriverVersion, firmware: dict[str, list[str]], 
 
 # --8<-- [start:secure-boot-unsigned]
 @check("secure-boot-unsigned", title="Secure Boot does not reject the nvidia module", page="kernel-modules",
-       facts=("proc_modules", "secure_boot"))
-def secure_boot_rejects_module(modules: dict[str, dict[str, object]], secure_boot: bool) -> Verdict:
-    """Secure Boot is on and the nvidia module is not loaded: an unsigned (or self-signed, not enrolled)
-    module is refused with "Key was rejected by service".
+       facts=("proc_modules", "secure_boot"), optional=("kernel_log",))
+def secure_boot_rejects_module(modules: dict[str, dict[str, object]], secure_boot: bool,
+                               log: Optional[CommandFact]) -> Verdict:
+    """Secure Boot is on and the nvidia module is not loaded: an unsigned module, or one signed with a key
+    that is not enrolled, is refused ("Key was rejected by service").
 
     ## Why it matters
     With Secure Boot the kernel only loads modules signed by a trusted key. DKMS-built or .run-installed
-    modules are signed with a machine-owner key (MOK) that must be enrolled first.
+    modules are signed with a machine-owner key (MOK) that must be enrolled first. The kernel logs "Loading of
+    unsigned module is rejected" (no signature) or "Loading of module with unavailable key is rejected"
+    (signed, key not enrolled); a kernel that enforces through lockdown alone logs "Lockdown: modprobe:
+    unsigned module loading is restricted; see man kernel_lockdown.7". Such a line turns the warning into a
+    failure.
 
     ## Evidence
-    The SecureBoot EFI variable (or `mokutil --sb-state`) and /proc/modules.
+    The SecureBoot EFI variable (or `mokutil --sb-state`), /proc/modules, the kernel log.
 
     ## References
-    NVIDIA driver installation guide, "Secure Boot"; kernel docs admin-guide/module-signing.
+    NVIDIA driver installation guide, "Secure Boot"; kernel docs admin-guide/module-signing; Linux
+    kernel/module/signing.c (module_sig_check).
     """
     nvidia = modules.get("nvidia")
-    evidence = {"secure_boot": secure_boot, "nvidia_loaded": nvidia is not None,
-                "taints": nvidia.get("taints") if nvidia else None}
+    evidence: dict[str, Any] = {"secure_boot": secure_boot, "nvidia_loaded": nvidia is not None,
+                                "taints": nvidia.get("taints") if nvidia else None}
     if nvidia is not None:
         state = "on: the module is signed by a trusted key" if secure_boot else "off"
         return ok(f"nvidia is loaded (Secure Boot {state})", evidence)
     if not secure_boot:
         return ok("Secure Boot is off: signatures are not why nvidia is not loaded", evidence)
-    return warn("Secure Boot is on and nvidia is not loaded: an unsigned module is refused "
-                "(\"Key was rejected by service\")",
-                "Enroll the DKMS/MOK signing key (mokutil --import, then confirm at the next boot) or install "
-                "the distribution's signed driver packages.", evidence, anchor="secure-boot")
+    fix = ("Enroll the DKMS/MOK signing key (mokutil --import, then confirm at the next boot) or install the "
+           "distribution's signed driver packages.")
+    rejected = module_load_causes(log.output).get("secure-boot") if log is not None else None
+    if rejected:
+        evidence["kernel_log"] = rejected
+        return fail(f"Secure Boot is on, nvidia is not loaded, and the kernel refused a module signature: "
+                    f"{rejected}", fix, evidence, anchor="secure-boot")
+    return warn("Secure Boot is on and nvidia is not loaded: an unsigned module, or one signed with a key that is "
+                "not enrolled, is refused (\"Key was rejected by service\")", fix, evidence, anchor="secure-boot")
 # --8<-- [end:secure-boot-unsigned]
 
 
 # --8<-- [start:driver-library-mismatch]
 SMI_MISMATCH = "Driver/library version mismatch"
+# Since 575.51.02 the kernel names the client and its pid: "NVRM: API mismatch: the client '<name>' (pid N)" and
+# "NVRM: has the version X, but this kernel module has" on the next line; before, "NVRM: API mismatch: the client
+# has the version X, but" (src/nvidia/arch/nvalloc/unix/src/osapi.c). parse_api_mismatches reads both forms.
+API_MISMATCH_NAMES_CLIENT = boundary("driver-api-mismatch-names-client", "driver", "575")
+
+
+def current_mismatches(log: Optional[CommandFact], driver: Optional[DriverVersion]) -> list[str]:
+    """The kernel log's API mismatch reports that the loaded module printed, as one line each.
+
+    A report names the module's version; one that names another version was printed by a module loaded
+    earlier (the log outlives `rmmod`) and says nothing about the module loaded now.
+    """
+    if log is None or driver is None:
+        return []
+    lines = []
+    for report in parse_api_mismatches(log.output):
+        if report.module_version != driver.version:
+            continue
+        who = f"client '{report.client}' (pid {report.pid})" if report.client else "a client"
+        lines.append(f"{who} has {report.client_version}, the module {report.module_version}")
+    return lines
+
+
+def mismatch_form(driver: DriverVersion) -> str:
+    """How the loaded module words an API mismatch in the kernel log (what to grep for).
+
+    >>> mismatch_form(DriverVersion("580.159.04", "open", "x86_64", ""))
+    "NVRM: API mismatch: the client '<name>' (pid N), then NVRM: has the version X"
+    >>> mismatch_form(DriverVersion("570.211.01", "open", "x86_64", ""))
+    'NVRM: API mismatch: the client has the version X'
+    """
+    parts = tuple(int(p) for p in re.findall(r"\d+", driver.version)[:3])
+    if parts >= API_MISMATCH_NAMES_CLIENT:
+        return "NVRM: API mismatch: the client '<name>' (pid N), then NVRM: has the version X"
+    return "NVRM: API mismatch: the client has the version X"
 
 
 @check("driver-library-mismatch", title="Kernel module and libnvidia-ml versions match", page="driver-mismatch",
-       facts=("nvml_libraries",), optional=("kernel_driver", "nvml", "nvidia_smi", "in_container"))
-def driver_library_mismatch(libs: dict[str, dict[str, Any]], driver: Optional[DriverVersion],
-                            nvml: Optional[dict[str, Any]], smi: Optional[CommandFact],
-                            in_container: Optional[bool]) -> Verdict:
+       facts=("nvml_libraries",), optional=("kernel_driver", "nvml", "nvidia_smi", "in_container", "kernel_log"))
+def driver_library_mismatch(  # noqa: PLR0917 (the registry passes each declared fact positionally)
+        libs: dict[str, dict[str, Any]], driver: Optional[DriverVersion], nvml: Optional[dict[str, Any]],
+        smi: Optional[CommandFact], in_container: Optional[bool], log: Optional[CommandFact]) -> Verdict:
     """The loaded kernel module and the user-space libnvidia-ml differ in version: "Failed to initialize
     NVML: Driver/library version mismatch" (an upgrade without reboot, or an image with its own driver libs).
 
     ## Why it matters
     The user-space driver and the kernel module must be the same build. A package upgrade replaces the
     libraries at once but the old module stays loaded until it is reloaded; a container image that ships
-    libnvidia-ml of another version shadows the one the toolkit injects.
+    libnvidia-ml of another version shadows the one the toolkit injects; an initramfs that still holds the
+    old nvidia.ko loads it again at every boot.
 
     ## Evidence
     /proc/driver/nvidia/version, the libnvidia-ml.so.<version> files and where libnvidia-ml.so.1 points,
-    nvmlInit's error, the nvidia-smi output.
+    nvmlInit's error, the nvidia-smi output, and the kernel's "NVRM: API mismatch" reports in either form
+    (drivers before 575: "the client has the version X"; 575 and later: "the client '<name>' (pid N)").
 
     ## References
-    NVML API reference (NVML_ERROR_LIB_RM_VERSION_MISMATCH); NVIDIA driver README, "Installing the Driver".
+    NVML API reference (NVML_ERROR_LIB_RM_VERSION_MISMATCH); NVIDIA driver README, "Installing the Driver";
+    open-gpu-kernel-modules src/nvidia/arch/nvalloc/unix/src/osapi.c at 570.211.01 and 575.51.02.
     """
     versions = sorted({v for v in (library_version(p) for p in libs) if v})
     soname = {p: info.get("target") for p, info in libs.items() if p.endswith(".so.1") and info.get("target")}
     soname_versions = sorted({v for v in (library_version(str(t)) for t in soname.values()) if v})
     evidence: dict[str, Any] = {"kernel_module": driver.version if driver else None, "libnvidia_ml": versions,
                                 "so1_targets": soname}
+    logged = current_mismatches(log, driver)
+    if logged:
+        evidence["kernel_log"] = logged[-3:]
+    if driver is not None:
+        evidence["kernel_log_form"] = mismatch_form(driver)
     init = (nvml or {}).get("init")
     nvml_error = init.get("error") if isinstance(init, dict) else None
     smi_text = smi.output if smi is not None else ""
@@ -761,7 +992,7 @@ def driver_library_mismatch(libs: dict[str, dict[str, Any]], driver: Optional[Dr
         evidence["nvidia_smi"] = smi_text.strip()[:300]
         evidence["nvml_error"] = nvml_error
         return fail(f"Driver/library version mismatch: kernel module {evidence['kernel_module'] or '?'}, "
-                    f"NVML library {lib.group(1) if lib else ', '.join(versions) or '?'}",
+                    f"NVML library {lib.group(1) if lib else ', '.join(versions) or '?'}" + _logged_note(logged),
                     _mismatch_fix(in_container), evidence, anchor="causes")
     if driver is None:
         return skip("no kernel module version (/proc/driver/nvidia/version absent): see kernel-modules", evidence)
@@ -776,15 +1007,23 @@ def driver_library_mismatch(libs: dict[str, dict[str, Any]], driver: Optional[Dr
         return skip("no libnvidia-ml.so* in the standard library directories", evidence)
     stale = [v for v in soname_versions if v != driver.version]
     if stale or (versions and driver.version not in versions):
-        return fail(f"kernel module {driver.version} but libnvidia-ml {', '.join(stale or versions)}",
-                    _mismatch_fix(in_container), evidence, anchor="causes")
+        return fail(f"kernel module {driver.version} but libnvidia-ml {', '.join(stale or versions)}"
+                    + _logged_note(logged), _mismatch_fix(in_container), evidence, anchor="causes")
     others = [v for v in versions if v != driver.version]
     if others:
         return warn(f"libnvidia-ml {driver.version} matches the module, but other versions sit beside it: "
                     f"{', '.join(others)}" + (" (the image ships its own driver libraries)" if in_container else ""),
                     "Remove the stray libnvidia-ml copies (in an image: do not install driver packages in it).",
                     evidence, anchor="container-libs")
-    return ok(f"kernel module {driver.version} = libnvidia-ml.so.{driver.version}", evidence)
+    # A log report alone makes no verdict: the log is often unreadable (kernel.dmesg_restrict=1), and a
+    # warning that an unreadable log turns into "ok" would be no warning. The summary names the client instead.
+    return ok(f"kernel module {driver.version} = libnvidia-ml.so.{driver.version}"
+              + (f" (the kernel log shows an earlier refused client with other libraries: {logged[-1]})"
+                 if logged else ""), evidence)
+
+
+def _logged_note(logged: list[str]) -> str:
+    return f" (kernel log: {logged[-1]})" if logged else ""
 
 
 def _mismatch_fix(in_container: Optional[bool]) -> str:

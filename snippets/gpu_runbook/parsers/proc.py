@@ -51,7 +51,7 @@ def nvidia_char_majors(devices: dict[str, dict[str, int]]) -> dict[str, int]:
     >>> nvidia_char_majors({"char": {"mem": 1, "nvidia-frontend": 195, "nvidia-uvm": 507}, "block": {}})
     {'nvidia-frontend': 195, 'nvidia-uvm': 507}
 
-    Drivers 550 and later name the frontend "nvidia" and add "nvidiactl" (same major, 195):
+    Drivers 545 and later name the frontend "nvidia" and add "nvidiactl" (same major, 195):
 
     >>> nvidia_char_majors({"char": {"nvidia": 195, "nvidiactl": 195, "nvidia-uvm": 511}, "block": {}})
     {'nvidia': 195, 'nvidia-uvm': 511}
@@ -236,3 +236,91 @@ def mount_fstype(mountinfo: str, mount_point: str) -> Optional[str]:
     """
     found = [m.fstype for m in parse_mountinfo(mountinfo) if m.mount_point == mount_point]
     return found[-1] if found else None
+
+
+class ApiMismatch(NamedTuple):
+    """One "NVRM: API mismatch" report of the kernel module: a client's user space of another version."""
+
+    client_version: str
+    module_version: str
+    client: str  # the process name; "" in the form drivers before 575 print
+    pid: Optional[int]
+
+
+# Between two NVRM lines of one message a log may hold a newline and an indent, a dmesg timestamp, a syslog
+# prefix, or journald's "#012": allow a short run of anything that is not the next "NVRM:".
+_GAP = r"(?:(?!NVRM:).){0,120}?"
+_VERSION = r"\d+(?:\.\d+)*"
+_MISMATCH_FORMS = (
+    # drivers 575 and later (src/nvidia/arch/nvalloc/unix/src/osapi.c at 575.51.02)
+    re.compile(r"NVRM: API mismatch: the client '(?P<client>[^'\n]*)' \(pid (?P<pid>\d+)\)" + _GAP
+               + r"NVRM: has the version (?P<cv>" + _VERSION + r"), but this kernel module has" + _GAP
+               + r"NVRM: the version (?P<mv>" + _VERSION + r")\.", re.DOTALL),
+    # drivers before 575 (the same file at 570.211.01)
+    re.compile(r"NVRM: API mismatch: the client has the version (?P<cv>" + _VERSION + r"), but" + _GAP
+               + r"NVRM: this kernel module has the version (?P<mv>" + _VERSION + r")\.", re.DOTALL),
+)
+
+
+def parse_api_mismatches(log: str) -> list[ApiMismatch]:
+    """Every "NVRM: API mismatch" message in a kernel log, in either form, oldest first.
+
+    Sample Content (driver 580; before 575 the first line reads "the client has the version X, but")::
+
+        [ 9.42] NVRM: API mismatch: the client 'nvidia-smi' (pid 4242)
+                NVRM: has the version 580.95.05, but this kernel module has
+                NVRM: the version 580.82.07.  Please make sure that this
+
+    >>> parse_api_mismatches("[ 9.4] NVRM: API mismatch: the client 'nvidia-smi' (pid 4242)\\n"
+    ...     "               NVRM: has the version 580.95.05, but this kernel module has\\n"
+    ...     "               NVRM: the version 580.82.07.  Please make sure that this\\n")
+    [ApiMismatch(client_version='580.95.05', module_version='580.82.07', client='nvidia-smi', pid=4242)]
+    >>> parse_api_mismatches("kernel: NVRM: API mismatch: the client has the version 535.54.03, but#012NVRM: "
+    ...     "this kernel module has the version 530.30.02.  Please#012NVRM: make sure")
+    [ApiMismatch(client_version='535.54.03', module_version='530.30.02', client='', pid=None)]
+    >>> parse_api_mismatches("NVRM: API mismatch: the client has the version")
+    []
+    """
+    found: list[tuple[int, ApiMismatch]] = []
+    for form in _MISMATCH_FORMS:
+        for match in form.finditer(log):
+            names = match.groupdict()
+            pid = names.get("pid")
+            found.append((match.start(), ApiMismatch(names["cv"], names["mv"], names.get("client") or "",
+                                                     int(pid) if pid else None)))
+    return [m for _, m in sorted(found, key=lambda item: item[0])]
+
+
+# Why the nvidia module did not load, or loaded without a usable GPU, as the kernel log says it; the text of
+# each pattern is verbatim from the source named beside it.
+MODULE_LOAD_CAUSES = (
+    # open module on a GPU without GSP (before Turing); src/nvidia/arch/nvalloc/unix/src/osapi.c
+    ("open-module-pre-turing", re.compile(r"nvidia\.ko because it does not include the required GPU")),
+    # another driver bound the GPU first; kernel-open/nvidia/nv.c (the next line names nouveau before 550 only)
+    ("another-driver", re.compile(r"NVRM: The NVIDIA probe routine was not called for \d+ device")),
+    # module signature enforcement (kernel/module/signing.c) or lockdown (security/lockdown/lockdown.c)
+    ("secure-boot", re.compile(r"[Ll]oading of (?:unsigned module|module with unavailable key) is rejected"
+                               r"|unsigned module loading is restricted")),
+    # the open module's GSP firmware of its own version is missing; kernel-open/nvidia/nv.c
+    ("gsp-firmware", re.compile(r"RmFetchGspRmImages: No firmware image found")),
+)
+
+
+def module_load_causes(log: str) -> dict[str, str]:
+    """The known causes of a failed nvidia load found in a kernel log: {cause: the first line that shows it}.
+
+    >>> module_load_causes("[ 5.1] NVRM: The NVIDIA GPU 0000:09:00.0 (PCI ID: 10de:1d01)\\n"
+    ...     "NVRM: installed in this system is not supported by open\\n"
+    ...     "NVRM: nvidia.ko because it does not include the required GPU\\n")
+    {'open-module-pre-turing': 'NVRM: nvidia.ko because it does not include the required GPU'}
+    >>> module_load_causes("[ 3.2] Loading of module with unavailable key is rejected\\n")
+    {'secure-boot': '[ 3.2] Loading of module with unavailable key is rejected'}
+    >>> module_load_causes("")
+    {}
+    """
+    causes: dict[str, str] = {}
+    for line in log.splitlines():
+        for cause, pattern in MODULE_LOAD_CAUSES:
+            if cause not in causes and pattern.search(line):
+                causes[cause] = line.strip()[:200]
+    return causes
