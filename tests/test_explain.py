@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 
 import pytest
 from conftest import DOCS, run_cli
-from eval_explain import evaluate
+from eval_explain import README, README_BLOCK, evaluate, readme_block
 from gen_error_index import TARGET, front_matter, render
 from gpu_runbook.explain import LIKELY, MATCH, POSSIBLE, explain, load_index
 from gpu_runbook.pages import PAGES, docs_path
@@ -138,3 +138,10 @@ def test_held_out_reports_meet_the_bar() -> None:
     assert result["top1"] >= 0.85, f"test top-1 {result['top1']:.3f} < 0.85"
     assert result["top3"] >= 0.95, f"test top-3 {result['top3']:.3f} < 0.95"
     assert all(v >= 0.8 for v in sections.values()), f"a section's test top-3 < 0.8: {sections}"
+
+
+def test_readme_reports_the_current_accuracy() -> None:
+    block = README_BLOCK.search(README.read_text(encoding="utf-8"))
+    assert block, "README.md lost its <!-- explain-accuracy --> block"
+    assert block.group(0).split("\n", 1)[1].rsplit("<!--", 1)[0] == readme_block(), \
+        "README accuracy is out of date: python tests/tools/eval_explain.py --update-readme"

@@ -3,11 +3,13 @@
     python tests/tools/eval_explain.py            # dev split, each report left out of the index (tuning)
     python tests/tools/eval_explain.py --split test   # the held-out split: measure, never tune on it
     python tests/tools/eval_explain.py --misses   # list the misses (dev only unless --split test is given)
+    python tests/tools/eval_explain.py --update-readme   # rewrite the accuracy block of README.md
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -57,11 +59,37 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+README = REPO / "README.md"
+README_BLOCK = re.compile(r"(<!-- explain-accuracy -->\n).*?(<!-- /explain-accuracy -->)", re.DOTALL)
+
+
+def readme_block() -> str:
+    """The README's accuracy table: both splits, overall and per section."""
+    results = {split: evaluate(split) for split in ("dev", "test")}
+    rows = ["| | dev top-1 | dev top-3 | test top-1 | test top-3 |", "|---|---|---|---|---|"]
+    for name in ["all", *sorted(results["dev"]["sections"])]:
+        cells = []
+        for split in ("dev", "test"):
+            result = results[split]
+            _, top1, top3 = ((result["n"], result["top1"], result["top3"]) if name == "all"
+                             else result["sections"].get(name, (0, 0.0, 0.0)))
+            cells += [f"{top1:.0%}", f"{top3:.0%}"]
+        label = f"all ({results['dev']['n']} dev, {results['test']['n']} test reports)" if name == "all" else name
+        rows.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", choices=["dev", "test"], default="dev")
     parser.add_argument("--misses", action="store_true")
+    parser.add_argument("--update-readme", action="store_true")
     args = parser.parse_args()
+    if args.update_readme:
+        text = README.read_text(encoding="utf-8")
+        README.write_text(README_BLOCK.sub(lambda m: m.group(1) + readme_block() + m.group(2), text),
+                          encoding="utf-8")
+        return 0
     result = evaluate(args.split)
     print(f"{args.split}: n={result['n']} top1={result['top1']:.3f} top3={result['top3']:.3f} "
           f"answered={result['answered']:.3f}")
