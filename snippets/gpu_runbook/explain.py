@@ -135,7 +135,7 @@ def prepare(data: dict[str, Any]) -> dict[str, Any]:
 def empty_index() -> dict[str, Any]:
     return {"spec_version": SPEC_VERSION, "tokenizer": {"stop": [], "max_len": 30}, "pages": [],
             "params": {"k1": 1.2, "b": 0.5, "weights": {"string": 1, "signature": 1, "words": 1, "reports": 1},
-                       "min_coverage": 0.6, "match_coverage": 0.9, "likely": 1.0},
+                       "min_coverage": 0.6, "match_coverage": 0.9, "likely_margin": 1.0},
             "strings": [], "signatures": [], "idf": {}, "postings": {}, "doclen": [], "avgdl": 1.0,
             "reports": []}
 
@@ -280,7 +280,9 @@ def rank(query: Query, index: dict[str, Any], limit: int = 3,
     """The best `limit` pages, plus every further page a known string or signature matched."""
     rows = score_pages(query, index, exclude_reports)
     order = sorted(range(len(rows)), key=lambda i: (-rows[i]["score"], i))
-    likely = index["params"]["likely"]
+    # A guess from the words is "likely" when the first page leads the second by a clear margin.
+    margin = rows[order[0]]["score"] - rows[order[1]]["score"] if len(order) > 1 else 0.0
+    likely = margin >= index["params"]["likely_margin"]
     out: list[Match] = []
     for position, i in enumerate(order):
         row = rows[i]
@@ -290,7 +292,7 @@ def rank(query: Query, index: dict[str, Any], limit: int = 3,
             continue
         if row["strong"]:
             level = MATCH
-        elif position == 0 and row["score"] >= likely:
+        elif position == 0 and likely:
             level = LIKELY
         else:
             level = POSSIBLE

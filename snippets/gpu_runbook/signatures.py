@@ -144,7 +144,9 @@ SIGNATURES: tuple[Signature, ...] = (
     Signature("mig", r"\bMIG (mode|device|instance|strategy|profile)s?\b", "MIG", ("mig ",), 0.6, False),
     Signature("mig", r"\b\d+g\.\d+gb(\+me)?\b", "a MIG profile name", ("gb",), 0.6, False),
     Signature("mig", r"mig-parted|mig-manager|nvidia\.com/mig\.config", "the MIG manager",
-              ("mig-parted", "mig-manager", "mig.config"), 0.8),
+              ("mig-parted", "mig-manager", "mig.config")),
+    Signature("mig", r"device error: MIG-[^\n]{0,80}unknown device", "a MIG device that does not exist (or not "
+              "on this GPU)", ("device error: mig-",)),
     # kubernetes
     Signature("device-plugin", r"\d+/\d+ nodes are available:[^\n]{0,200}Insufficient nvidia\.com/gpu",
               "the scheduler found no node with a free nvidia.com/gpu", ("insufficient nvidia.com/gpu",)),

@@ -41,9 +41,12 @@ above below after before between both during through until while yes per via
 """.split()))
 TOKENIZER = {"stop": STOP, "max_len": 30}
 PARAMS: dict[str, Any] = {
-    "k1": 1.2, "b": 0.5,
-    "weights": {"string": 2.0, "signature": 1.5, "words": 1.0, "reports": 1.0},
-    "min_coverage": 0.6, "match_coverage": 0.9, "likely": 1.5,
+    "k1": 1.2, "b": 0.75,
+    "weights": {"string": 2.0, "signature": 1.5, "words": 2.0, "reports": 1.0},
+    "min_coverage": 0.6, "match_coverage": 0.9,
+    # How far the first page must lead the second for a guess from the words to be "likely" (on dev, about 80% of
+    # such guesses are right; below it about 60%).
+    "likely_margin": 0.8,
     # Weight of a dev report's words in its page's word counts.
     "report_field": 0.5,
     # The summed idf of its word pairs at which a known string counts fully.
@@ -51,7 +54,7 @@ PARAMS: dict[str, Any] = {
 }
 # How much a word counts by where it stands on the page.
 FIELD_WEIGHTS = {"title": 3.0, "errors": 3.0, "heading": 2.0, "symptoms": 2.0, "causes": 1.0, "other": 0.5,
-                 "code": 0.3, "references": 0.5, "checks": 1.0}
+                 "code": 0.3, "references": 1.0, "checks": 1.0}
 
 
 def front_matter(path: Path) -> tuple[dict[str, Any], str]:

@@ -185,12 +185,14 @@
     var rows = scorePages(parseQuery(text, index), index);
     var order = rows.map(function (_, i) { return i; });
     order.sort(function (a, b) { return rows[b].score - rows[a].score || a - b; });
+    var margin = order.length > 1 ? rows[order[0]].score - rows[order[1]].score : 0;
+    var likely = margin >= index.params.likely_margin;
     var out = [];
     for (var position = 0; position < order.length; position++) {
       var row = rows[order[position]];
       if (row.score <= 0) break;
       if (position >= limit && !row.strong) continue;
-      var level = row.strong ? MATCH : (position === 0 && row.score >= index.params.likely ? LIKELY : POSSIBLE);
+      var level = row.strong ? MATCH : (position === 0 && likely ? LIKELY : POSSIBLE);
       out.push({ page: row.page, score: Math.round(row.score * 10000) / 10000, level: level,
                  why: row.why.slice(0, 6), matched: row.matched });
     }
