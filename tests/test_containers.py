@@ -304,6 +304,11 @@ def test_cdi_same_directory_conflict_is_unresolvable() -> None:
     specs = {p: {"kind": "nvidia.com/gpu", "devices": ["all"]}
              for p in ("/etc/cdi/nvidia.yaml", "/run/cdi/nvidia.yaml", "/var/run/cdi/nvidia.yaml")}
     assert effective_cdi_devices(specs) == ({"nvidia.com/gpu=all": "/var/run/cdi/nvidia.yaml"}, {})
+    # The cache keeps a conflict once seen: two /etc/cdi files drop the name although /var/run/cdi has it.
+    finding = _check({"files": {"/etc/cdi/nvidia.yaml": {"text": spec}, "/etc/cdi/nvidia-copy.yaml": {"text": spec},
+                                "/var/run/cdi/nvidia.yaml": {"text": spec}}}, "cdi-specs")
+    assert finding["status"] == "fail" and "nvidia.com/gpu=all is defined in both /etc/cdi/" in finding["summary"], \
+        finding
 
 
 # -- NVIDIA_REQUIRE_CUDA as libnvidia-container evaluates it: per GPU, with its brand ----------------
@@ -390,3 +395,17 @@ def test_crio_dropin_in_conf_d_is_fine_when_crio_conf_d_registers_nvidia_too() -
                                 "/etc/crio/crio.conf.d/99-nvidia.toml": {"text": dropin}},
                       "paths": {"/usr/bin/nvidia-container-runtime": {"kind": "file"}}}, "runtime-configured")
     assert finding["status"] == "ok", finding["summary"]
+
+
+def test_same_branch_compat_lib_is_not_forward_compatibility() -> None:
+    # enable-cuda-compat (toolkit 1.17.5+) adds /usr/local/cuda/compat only for a higher major version, so
+    # a newer 535 compat libcuda on a 535 driver is never used and no 804 follows on a GeForce card.
+    snapshot = {"host": {"euid": 0, "groups": [0], "in_container": True},
+                "nvml": {"init": {"ok": True}, "driver_version": "535.104.05", "device_count": 1,
+                         "devices": [{"index": 0, "name": "NVIDIA GeForce RTX 4090", "minor_number": 0}]},
+                "files": {"/proc/driver/nvidia/version": {"text": "NVRM version: NVIDIA UNIX x86_64 Kernel Module  "
+                                                                  "535.104.05  Release Build  (dvs-builder@U16)\n"}},
+                "paths": {"/usr/local/cuda/compat/libcuda.so.535.247.01": {"kind": "file", "mode": "0755",
+                                                                           "uid": 0, "gid": 0}}}
+    finding = _check(snapshot, "cuda-forward-compat")
+    assert finding["status"] == "ok" and "own branch" in finding["summary"], finding

@@ -278,7 +278,7 @@ def test_mismatch_printed_by_an_earlier_module_is_ignored() -> None:
     assert finding.status is Status.OK and "kernel_log" not in finding.evidence
 
 
-def test_uvm_nodes_are_judged_against_0666_root_not_the_parameters() -> None:
+def test_uvm_nodes_are_judged_against_0666_root_or_the_parameters() -> None:
     data = healthy()
     data["files"]["/proc/driver/nvidia/params"]["text"] = data["files"]["/proc/driver/nvidia/params"][
         "text"].replace("DeviceFileGID: 0", "DeviceFileGID: 44").replace("DeviceFileMode: 438", "DeviceFileMode: 432")
@@ -287,9 +287,13 @@ def test_uvm_nodes_are_judged_against_0666_root_not_the_parameters() -> None:
             data["paths"][path].update(mode="0660", gid=44)
     # 0660 root:video on the 195 nodes as the parameters ask, uvm still 0666 root:root as nvidia-modprobe makes it
     assert _finding(data, "device-node-modes").status is Status.OK
+    # Gentoo's patched nvidia-modprobe creates the uvm nodes with the parameters too: also what it makes
     data["paths"]["/dev/nvidia-uvm"].update(mode="0660", gid=44)
+    assert _finding(data, "device-node-modes").status is Status.OK
+    # neither 0666 root:root nor the parameters: a udev rule or chmod rewrote them
+    data["paths"]["/dev/nvidia-uvm"].update(mode="0660", gid=27)
     finding = _finding(data, "device-node-modes")
-    assert finding.status is Status.WARN and "/dev/nvidia-uvm 0660 0:44" in finding.summary
+    assert finding.status is Status.WARN and "/dev/nvidia-uvm 0660 0:27" in finding.summary
 
 
 def test_private_cgroup_namespace_is_not_reported_as_cgroup_root() -> None:
@@ -330,11 +334,15 @@ def test_open_module_message_is_stale_once_the_proprietary_module_runs() -> None
 
 
 @pytest.mark.parametrize(("ctk", "uvm_loaded", "driver", "expected"), [
-    ("1.18.0", True, "580.159.04", "--create-all --load-kernel-modules"),
-    ("1.18.0", False, "580.159.04", "missing required device major nvidia-uvm"),
+    ("1.18.1", True, "580.159.04", "--create-all --load-kernel-modules"),
+    ("1.18.1", False, "580.159.04", "missing required device major nvidia-uvm"),
+    ("1.18.0", True, "580.159.04", "create-all and watch are mutually exclusive"),
+    ("1.18.0-rc.6", False, "580.159.04", "Upgrade the NVIDIA Container Toolkit to 1.18.1"),
+    ("1.17.8", False, "580.159.04", "missing required device major nvidia-uvm"),
     ("1.14.5", True, "580.159.04", "Upgrade the NVIDIA Container Toolkit to 1.14.6"),
     ("1.14.5", True, "535.288.01", "--create-all --load-kernel-modules"),
-    ("1.13.5", False, "535.288.01", "modprobe nvidia-uvm"),
+    ("1.13.5", False, "535.288.01", "--load-kernel-modules"),
+    ("1.13.1", False, "535.288.01", "modprobe nvidia-uvm"),
     (None, False, None, "--load-kernel-modules"),
 ])
 def test_dev_char_fix_fits_the_toolkit_and_driver(ctk: str, uvm_loaded: bool, driver: str, expected: str) -> None:

@@ -438,7 +438,7 @@ def toolkit_missing_or_outdated(  # noqa: PLR0917 (the registry passes each decl
     1.18.0/1.18.1 release that gives every GPU to containers that ask for none.
 
     ## Why it matters
-    Docker's `--gpus` needs `nvidia-container-runtime-hook` (or, on Docker releases with moby#50228,
+    Docker's `--gpus` needs `nvidia-container-runtime-hook` (or, on Docker 29.2.0 and later (moby#50228),
     `nvidia-cdi-hook` and CDI specs); without either Docker answers `could not select device driver ""
     with capabilities: [[gpu]]`. An engine entry pointing at a removed `nvidia-container-runtime` fails
     every container it starts.
@@ -476,8 +476,8 @@ def toolkit_missing_or_outdated(  # noqa: PLR0917 (the registry passes each decl
         return _cannot_conclude(unread_hook, evidence, "whether Docker can find the GPU hook cannot be judged")
     if DOCKER_GPU_HOOK not in binaries and "docker" in engines and cdi_hook:
         return warn("Docker is configured and nvidia-container-runtime-hook is missing: `docker run --gpus` "
-                    "works only through CDI (nvidia-cdi-hook present), on Docker releases with moby#50228 and "
-                    "with a CDI spec; other Docker releases answer: could not select device driver",
+                    "works only through CDI (nvidia-cdi-hook present), on Docker 29.2.0 and later (moby#50228) and "
+                    "with a CDI spec; earlier Docker releases answer: could not select device driver",
                     "Install nvidia-container-toolkit (not only -base) so --gpus has the legacy hook, or keep "
                     "CDI specs current (nvidia-ctk cdi generate).", evidence, anchor="toolkit-missing")
     if DOCKER_GPU_HOOK not in binaries and "docker" in engines:
@@ -621,7 +621,8 @@ def runtime_mode(config: Optional[dict[str, Any]],
     The mode is None when it depends on a toolkit version the snapshot lacks. `auto` (the default)
     resolves to legacy before 1.18.0 and to jit-cdi from 1.18.0 on hosts with NVML; Tegra iGPU hosts
     get csv, and a container that asks only for fully qualified CDI names gets cdi. The runtime hook
-    that `docker run --gpus` adds resolves `auto` to legacy in every release.
+    that `docker run --gpus` adds (Docker 29.2.0 and later add it only when no CDI spec resolves the
+    request) resolves `auto` to legacy on hosts with NVML in every release.
 
     >>> runtime_mode({"doc": {}}, {"nvidia-ctk": "1.18.0"})[:2]
     ('jit-cdi', False)
@@ -702,7 +703,8 @@ def _legacy_scope(mode: Optional[str], explicit: bool) -> tuple[str, str]:
         return "all", "every GPU container start runs nvidia-container-cli (legacy mode)"
     if not explicit and mode == "jit-cdi":
         return "gpus-flag", ("only `docker run --gpus` without --runtime=nvidia runs nvidia-container-cli "
-                             "(the legacy hook); the nvidia runtime uses jit-cdi")
+                             "(the legacy hook; on Docker 29.2.0+ only when no CDI spec resolves the request); "
+                             "the nvidia runtime uses jit-cdi")
     return "none", f"the runtime is in {mode} mode and refuses the legacy hook, so nvidia-container-cli is not run"
 
 
@@ -853,12 +855,17 @@ def _cdi_priority(path: str) -> int:
 def effective_cdi_devices(specs: dict[str, dict[str, Any]]) -> tuple[dict[str, str], dict[str, list[str]]]:
     """Which file each qualified device name ("nvidia.com/gpu=all") resolves from, as the CDI cache
     resolves it: the later spec directory wins; two files of one directory that define the same name
-    conflict, and the name resolves to nothing. Returns (name -> file, conflicting name -> files).
+    conflict, and the name resolves to nothing. The cache never forgets a conflict: one between two
+    /etc/cdi files drops the name even when /var/run/cdi defines it too (pkg/cdi/cache.go, refresh).
+    Returns (name -> file, conflicting name -> files).
 
     >>> specs = {"/etc/cdi/nvidia.yaml": {"kind": "nvidia.com/gpu", "devices": ["0", "all"]},
     ...          "/var/run/cdi/nvidia.yaml": {"kind": "nvidia.com/gpu", "devices": ["0", "all"]}}
     >>> effective_cdi_devices(specs)[0]["nvidia.com/gpu=all"]
     '/var/run/cdi/nvidia.yaml'
+    >>> specs["/etc/cdi/nvidia.json"] = {"kind": "nvidia.com/gpu", "devices": ["all"]}
+    >>> effective_cdi_devices(specs)[1]
+    {'nvidia.com/gpu=all': ['/etc/cdi/nvidia.json', '/etc/cdi/nvidia.yaml']}
     """
     defined: dict[str, dict[int, list[str]]] = {}
     for path, spec in sorted(specs.items()):
@@ -871,11 +878,11 @@ def effective_cdi_devices(specs: dict[str, dict[str, Any]]) -> tuple[dict[str, s
     winners: dict[str, str] = {}
     conflicts: dict[str, list[str]] = {}
     for name, by_priority in defined.items():
-        files = by_priority[max(by_priority)]
-        if len(files) > 1:
-            conflicts[name] = files
+        clash = next((f for _, f in sorted(by_priority.items()) if len(f) > 1), None)
+        if clash:
+            conflicts[name] = clash
         else:
-            winners[name] = files[0]
+            winners[name] = by_priority[max(by_priority)][0]
     return winners, conflicts
 
 
@@ -1317,8 +1324,9 @@ def require_cuda_unsatisfied(env: dict[str, str], cuda: Optional[str], driver: O
                     + ("minor version compatibility applies" if same_major else
                        "expect CUDA driver version is insufficient for CUDA runtime version"), fix, evidence,
                     anchor="require-cuda")
-    return fail(advice + f": Docker --gpus and legacy mode refuse it (unsatisfied condition: cuda>={needed}); "
-                "jit-cdi/cdi modes start it and CUDA fails at start-up", fix, evidence, anchor="require-cuda")
+    return fail(advice + f": the legacy hook (Docker --gpus where the hook injects, legacy mode) refuses it "
+                f"(unsatisfied condition: cuda>={needed}); CDI injection (jit-cdi/cdi modes, Docker 29.2.0+ --gpus "
+                "with a CDI spec) starts it and CUDA fails at start-up", fix, evidence, anchor="require-cuda")
 # --8<-- [end:require-cuda]
 
 
@@ -1378,7 +1386,8 @@ def forward_compat_unusable(compat: list[dict[str, Any]], driver: DriverVersion,
 
     ## Why it matters
     Forward compatibility lets a newer CUDA run on an older driver branch, but only on supported GPUs and
-    only when the compat libcuda is newer than the installed driver.
+    only when the compat libcuda is newer than the installed driver; the toolkit's enable-cuda-compat
+    hook uses it only when its major version (driver branch) is higher.
 
     ## Evidence
     lstat of /usr/local/cuda/compat/libcuda.so.*, the kernel module version, NVML's GPU names and
@@ -1404,6 +1413,11 @@ def forward_compat_unusable(compat: list[dict[str, Any]], driver: DriverVersion,
             return _cannot_conclude(unread, evidence, "not every cuda-compat library could be examined")
         return ok(f"compat libcuda {newest['version']} is older than driver {driver.version}: not used, the "
                   "driver's own libcuda serves", evidence)
+    same_branch = (version_tuple(newest["version"]) or (0,))[:1] == (version_tuple(driver.version) or (0,))[:1]
+    if same_branch and not forced and not unread:
+        # The enable-cuda-compat hook (toolkit 1.17.5+) adds the compat directory only for a higher major version.
+        return ok(f"compat libcuda {newest['version']} is from driver {driver.version}'s own branch: the toolkit's "
+                  "enable-cuda-compat hook does not use it, the driver's libcuda serves", evidence)
     consumer = [n for n in names if CONSUMER_GPU.search(n)]
     if consumer:
         return fail(f"forward compatibility (compat libcuda {newest['version']} on driver {driver.version}) is not "
@@ -1429,8 +1443,8 @@ def forward_compat_unusable(compat: list[dict[str, Any]], driver: DriverVersion,
 def selinux_blocks_gpu(selinux: dict[str, Any], nodes: Optional[dict[str, dict[str, Any]]],
                        unreadable: Optional[dict[str, str]]) -> Verdict:
     """SELinux is enforcing and confined containers (container_t) may not open the NVIDIA device nodes:
-    neither container_use_devices nor container_use_xserver_devices is on, or the nodes carry a
-    generic label.
+    neither container_use_devices nor container_use_xserver_devices is on, only the wider
+    container_use_devices is on where the policy has the GPU boolean, or the nodes carry a generic label.
 
     ## Why it matters
     The denial shows inside the container as `Failed to initialize NVML: Insufficient Permissions` and
@@ -1460,16 +1474,27 @@ def selinux_blocks_gpu(selinux: dict[str, Any], nodes: Optional[dict[str, dict[s
                     "Relabel: restorecon -v /dev/nvidia* /usr/bin/nvidia-modprobe (a runfile install leaves "
                     "nvidia-modprobe bin_t, and the nodes it creates come out device_t)", evidence, anchor="labels")
     if any(booleans.get(b) for b in booleans):
+        # A node whose label could not be read may carry device_t; an unreadable GPU boolean may be off.
         unread = _unreadable_among(unreadable, pattern=r"^/dev/nvidia")
-        if unread:  # a node whose label could not be read may carry device_t
-            return _cannot_conclude(unread, evidence, "the GPU device labels cannot be judged")
+        if not booleans.get("container_use_xserver_devices"):
+            unread += _unreadable_among(unreadable, "/sys/fs/selinux/booleans/container_use_xserver_devices")
+        if unread:
+            return _cannot_conclude(unread, evidence, "the GPU device labels or booleans cannot be judged")
         on = [b for b, v in booleans.items() if v]
+        if booleans.get("container_use_xserver_devices") is False:
+            # The policy has the dedicated GPU boolean and it is off; container_use_devices alone was
+            # reported not to cover xserver_misc_device_t (fedora-selinux/selinux-policy#1695).
+            return warn("SELinux enforcing; container_use_devices on but container_use_xserver_devices off: "
+                        "container_use_devices alone has been seen not to cover the NVIDIA nodes' "
+                        "xserver_misc_device_t type", "setsebool -P container_use_xserver_devices on, then check "
+                        "ausearch -m avc for new denials.", evidence, anchor="boolean")
         return ok(f"SELinux enforcing; {', '.join(on)} on: confined containers may use the GPU", evidence)
     if all(v is None for v in booleans.values()):
         return unknown("SELinux is enforcing but the container booleans were not readable", evidence)
     return warn("SELinux enforcing and container_use_devices / container_use_xserver_devices are off: confined "
                 "containers get Failed to initialize NVML: Insufficient Permissions",
-                "setsebool -P container_use_devices on (or run with --security-opt label=disable).", evidence,
+                "setsebool -P container_use_xserver_devices on (or container_use_devices where the policy lacks it; "
+                "--security-opt label=disable per container).", evidence,
                 anchor="boolean")
 # --8<-- [end:selinux-devices]
 
@@ -1504,8 +1529,8 @@ def container_cli_cannot_initialise(  # noqa: PLR0917 (the registry passes each 
     In legacy mode the hook runs the same code at each GPU container start; its error is the one the
     engine prints after `OCI runtime create failed`. Since toolkit 1.18.0 the nvidia runtime's default
     mode is jit-cdi, which does not run nvidia-container-cli: only `docker run --gpus` without
-    `--runtime=nvidia` still goes through the hook, so there a failure here is a warning, not the
-    cause of a failing pod.
+    `--runtime=nvidia` still goes through the hook (on Docker 29.2.0 and later only when no CDI spec
+    resolves the request), so there a failure here is a warning, not the cause of a failing pod.
 
     ## Evidence
     Exit status and output of `nvidia-container-cli info`, /proc/driver/nvidia/version, NVML's GPU count,
@@ -1536,8 +1561,9 @@ def container_cli_cannot_initialise(  # noqa: PLR0917 (the registry passes each 
             f"nvidia-container-cli info exited {command.exit}: {message}"
         if mode in ("cdi", "jit-cdi", "csv"):
             # Not the cause of a failing container on the nvidia runtime: it does not run the tool in this mode.
-            who = ("only `docker run --gpus` without --runtime=nvidia (the legacy hook) runs it; containers and "
-                   "pods on the nvidia runtime do not") if not explicit else \
+            who = ("only `docker run --gpus` without --runtime=nvidia (the legacy hook; on Docker 29.2.0+ only "
+                   "when no CDI spec resolves it) runs it; containers and pods on the nvidia runtime do not") \
+                if not explicit else \
                 "neither the nvidia runtime nor its hook runs it in this mode"
             return warn(f"{summary[:240]} ({mode_why}: {who})", fix, evidence, anchor=anchor)
         return fail(summary, fix, evidence, anchor=anchor)

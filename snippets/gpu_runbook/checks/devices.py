@@ -339,6 +339,8 @@ def device_nodes_missing_or_denied(  # noqa: PLR0917 (the registry passes each d
 # --8<-- [start:device-node-modes]
 UVM_NODES = ("/dev/nvidia-uvm", "/dev/nvidia-uvm-tools")
 # nvidia_uvm_mknod() passes no params file to mknod_helper(), so the defaults apply: mode 0666, uid 0, gid 0.
+# Gentoo patches its nvidia-modprobe (nvidia-modprobe-390.141-uvm-perms.patch) to pass the params file there too,
+# so nodes that follow DeviceFileMode/UID/GID are what that nvidia-modprobe creates.
 UVM_NODE_MODE = ("0666", "0", "0")
 
 
@@ -347,13 +349,15 @@ UVM_NODE_MODE = ("0666", "0", "0")
 def device_node_modes_differ(params: dict[str, str], nodes: dict[str, dict[str, Any]], majors: dict[str, int],
                              host_dev: bool) -> Verdict:
     """NVreg_DeviceFileMode is not a valid mode, or the nodes' mode/owner differ from what nvidia-modprobe
-    creates: DeviceFileMode/UID/GID for major 195, 0666 root:root for nvidia-uvm (something else rewrote them).
+    creates: DeviceFileMode/UID/GID for major 195, 0666 root:root (or, with Gentoo's patched nvidia-modprobe,
+    the same parameters) for nvidia-uvm: something else rewrote them.
 
     ## Why it matters
     nvidia-modprobe and the driver's user-space create /dev/nvidiactl, /dev/nvidiaN and /dev/nvidia-modeset
     (major 195, hard-coded) with DeviceFileUID, DeviceFileGID and DeviceFileMode (default 0, 0, 0666). The
-    nvidia-uvm nodes get the major /proc/devices lists and always 0666 root:root: those parameters do not
-    govern them. A mode written without its leading 0 (NVreg_DeviceFileMode=660) is read as decimal and gives
+    nvidia-uvm nodes get the major /proc/devices lists and, from upstream nvidia-modprobe, 0666 root:root: those
+    parameters do not govern them (Gentoo patches nvidia-modprobe so that they do). A mode written without its
+    leading 0 (NVreg_DeviceFileMode=660) is read as decimal and gives
     nonsense bits such as c-w--wx-wT; nodes that differ were changed by a udev rule or chmod, and
     nvidia-modprobe puts its own mode back the next time it creates or repairs them.
 
@@ -393,25 +397,27 @@ def device_node_modes_differ(params: dict[str, str], nodes: dict[str, dict[str, 
         if node.get("major") == frontend:
             if have != want:
                 differ.append(f"{path} {have[0]} {have[1]}:{have[2]}")
-        elif path in UVM_NODES and node.get("major") == majors.get("uvm") and have != UVM_NODE_MODE:
-            # nvidia-modprobe makes the uvm nodes 0666 root:root whatever the parameters say; caps nodes
-            # take their modes from /proc/driver/nvidia/capabilities and are not judged here.
+        elif path in UVM_NODES and node.get("major") == majors.get("uvm") and have not in (UVM_NODE_MODE, want):
+            # Upstream nvidia-modprobe makes the uvm nodes 0666 root:root whatever the parameters say, Gentoo's
+            # patched one follows the parameters; caps nodes take their modes from
+            # /proc/driver/nvidia/capabilities and are not judged here.
             uvm_differ.append(f"{path} {have[0]} {have[1]}:{have[2]}")
     evidence["differ"] = differ
     evidence["uvm_differ"] = uvm_differ
     fix = ("Set the wanted mode through NVreg_DeviceFileMode/UID/GID, not chmod or a udev rule, so every driver "
            "load recreates the same nodes; restrict access through nvidiactl (every CUDA and NVML client opens it), "
-           "since the nvidia-uvm nodes are always created 0666 root:root.")
+           "since upstream nvidia-modprobe creates the nvidia-uvm nodes 0666 root:root.")
     if differ or uvm_differ:
         parts = []
         if differ:
             parts.append(f"node mode/owner differ from the driver parameters ({want[0]} {want[1]}:{want[2]}): "
                          f"{', '.join(differ[:6])}")
         if uvm_differ:
-            parts.append(f"nvidia-uvm nodes differ from the 0666 0:0 nvidia-modprobe creates: "
-                         f"{', '.join(uvm_differ)}")
+            parts.append(f"nvidia-uvm nodes differ from the 0666 0:0 nvidia-modprobe creates (and from the "
+                         f"driver parameters): {', '.join(uvm_differ)}")
         return warn("; ".join(parts), fix, evidence, anchor="permissions")
-    uvm_note = " (nvidia-uvm 0666 0:0)" if any(p in nodes and "error" not in nodes[p] for p in UVM_NODES) else ""
+    uvm = next((nodes[p] for p in UVM_NODES if p in nodes and nodes[p].get("kind") == "char"), None)
+    uvm_note = f" (nvidia-uvm {uvm.get('mode')} {uvm.get('uid')}:{uvm.get('gid')})" if uvm else ""
     return ok(f"nodes match the driver parameters: mode {want[0]}, owner {want[1]}:{want[2]}{uvm_note}", evidence)
 # --8<-- [end:device-node-modes]
 
@@ -419,10 +425,14 @@ def device_node_modes_differ(params: dict[str, str], nodes: dict[str, dict[str, 
 # --8<-- [start:dev-char-symlinks]
 # `create-dev-char-symlinks --create-all` reads the majors of "nvidia" and "nvidia-uvm" from /proc/devices and stops
 # with "missing required device major ..." when one is absent (cmd/nvidia-ctk/system/create-dev-char-symlinks/all.go).
-# --load-kernel-modules (1.14.0 on) loads the modules first; 1.14.6 (and 1.15.0) added the fallback between
-# "nvidia-frontend" (drivers before 545) and "nvidia" (545 and later); before, it looked for "nvidia-frontend" only.
-CTK_LOAD_KERNEL_MODULES = boundary("toolkit-dev-char-load-kernel-modules", "toolkit", "1.14.0")
+# --load-kernel-modules (1.13.2 on, in 1.14.0 and later too) loads the modules first; 1.14.6 (and 1.15.0) added the
+# fallback between "nvidia-frontend" (drivers before 545) and "nvidia" (545 and later); before, it looked for
+# "nvidia-frontend" only. nvidia-ctk 1.18.0 (and its release candidates) rejects every --create-all with "create-all
+# and watch are mutually exclusive" (validateFlags); 1.18.1 fixed it (commit dd654039).
+CTK_LOAD_KERNEL_MODULES = boundary("toolkit-dev-char-load-kernel-modules", "toolkit", "1.13.2")
 CTK_NVIDIA_NAME_FALLBACK = boundary("toolkit-dev-char-nvidia-name-fallback", "toolkit", "1.14.6")
+CTK_CREATE_ALL_FIXED = boundary("toolkit-dev-char-create-all-fixed", "toolkit", "1.18.1")
+CTK_CREATE_ALL_BROKEN = (1, 18, 0)
 CREATE_LINKS = "nvidia-ctk system create-dev-char-symlinks --create-all --load-kernel-modules"
 
 
@@ -434,13 +444,20 @@ def _version_parts(version: Optional[str]) -> Optional[tuple[int, ...]]:
 def dev_char_fix(ctk_version: Optional[str], uvm_loaded: bool, driver: Optional[DriverVersion]) -> str:
     """The command that creates the links on this host, given the toolkit, nvidia_uvm and the driver.
 
-    >>> dev_char_fix("1.18.0", False, None).split(";")[0]
+    >>> dev_char_fix("1.18.1", False, None).split(";")[0]
     'nvidia_uvm is not loaded, so `--create-all` alone stops with "missing required device major nvidia-uvm"'
     >>> dev_char_fix("1.14.5", True, DriverVersion("550.163.01", "open", "x86_64", "")).split(":")[0]
     'Upgrade the NVIDIA Container Toolkit to 1.14.6 or later'
+    >>> dev_char_fix("1.18.0", True, None).split(":")[0]
+    'Upgrade the NVIDIA Container Toolkit to 1.18.1 or later'
     """
     ctk = _version_parts(ctk_version)
     driver_parts = _version_parts(driver.version) if driver else None
+    if ctk is not None and CTK_CREATE_ALL_BROKEN <= ctk < CTK_CREATE_ALL_FIXED:
+        return ("Upgrade the NVIDIA Container Toolkit to 1.18.1 or later: nvidia-ctk "
+                f"{ctk_version} rejects every `create-dev-char-symlinks --create-all` (\"create-all and watch are "
+                f"mutually exclusive\"), so neither a manual run nor the udev rule creates links; then run "
+                f"`{CREATE_LINKS}`.")
     if ctk is not None and ctk < CTK_NVIDIA_NAME_FALLBACK and driver_parts is not None \
             and driver_parts >= PROC_DEVICES_NVIDIA_NAME:
         return ("Upgrade the NVIDIA Container Toolkit to 1.14.6 or later: nvidia-ctk "
@@ -449,7 +466,7 @@ def dev_char_fix(ctk_version: Optional[str], uvm_loaded: bool, driver: Optional[
                 f"nvidia-frontend); then run `{CREATE_LINKS}`.")
     if ctk is not None and ctk < CTK_LOAD_KERNEL_MODULES:
         return ("Load nvidia_uvm first (modprobe nvidia-uvm), then run `nvidia-ctk system create-dev-char-symlinks "
-                f"--create-all` (nvidia-ctk {ctk_version} predates --load-kernel-modules, added in 1.14.0).")
+                f"--create-all` (nvidia-ctk {ctk_version} predates --load-kernel-modules, added in 1.13.2).")
     if not uvm_loaded:
         return ("nvidia_uvm is not loaded, so `--create-all` alone stops with \"missing required device major "
                 f"nvidia-uvm\"; run `{CREATE_LINKS}` and keep the links with the udev rule on the page, "
@@ -464,23 +481,29 @@ def dev_char_links_missing(  # noqa: PLR0917 (the registry passes each declared 
         nodes: dict[str, dict[str, Any]], dev_char: dict[str, Any], host_dev: bool, toolkit: list[str],
         udev_rules: Optional[dict[str, str]], majors: Optional[dict[str, int]],
         versions: Optional[dict[str, Optional[str]]], driver: Optional[DriverVersion]) -> Verdict:
-    """An NVIDIA device node has no /dev/char/MAJOR:MINOR link, so runc with the systemd cgroup
-    driver drops the device on `systemctl daemon-reload` ("Failed to initialize NVML: Unknown Error").
+    """An NVIDIA device node has no /dev/char/MAJOR:MINOR link, so runc 1.1.3-1.1.6 (or any runc with a
+    systemd older than 240) under the systemd cgroup driver leaves it out of the container's systemd device
+    rules, and a `systemctl daemon-reload` takes it away ("Failed to initialize NVML: Unknown Error").
 
     ## Why it matters
-    runc translates device rules for systemd through /dev/char/MAJOR:MINOR. The NVIDIA driver creates
-    its nodes without udev, so the links are absent; after a daemon-reload systemd re-applies rules
-    without the GPU and running containers lose it. The fix, `nvidia-ctk system create-dev-char-symlinks
-    --create-all`, creates nothing while nvidia_uvm is not loaded unless it also gets --load-kernel-modules;
-    a udev rule that runs it when nvidia binds at boot meets exactly that state.
+    With the systemd cgroup driver runc hands each device rule of the container's spec to systemd as
+    DeviceAllow=/dev/char/MAJOR:MINOR. runc 1.1.3 to 1.1.6 skip a rule whose path does not exist; 1.1.7 and
+    later skip it only with systemd older than 240. The NVIDIA driver's libraries and older nvidia-modprobe
+    releases create the nodes without these links, so on such hosts a daemon-reload re-applies rules without
+    the GPU and running containers lose it, even GPUs requested as devices. (GPUs injected by the legacy hook
+    are never in those rules and are lost either way.) The fix, `nvidia-ctk system create-dev-char-symlinks
+    --create-all`, creates nothing while nvidia_uvm is not loaded unless it also gets --load-kernel-modules
+    (a udev rule that runs it when the nvidia module loads usually meets that state), and nvidia-ctk 1.18.0
+    rejects --create-all altogether.
 
     ## Evidence
     lstat of /dev/nvidia* (major:minor), the /dev/char listing with link targets, the nvidia udev rules,
     /proc/devices (is nvidia-uvm registered), the nvidia-ctk version and the module version.
 
     ## References
-    NVIDIA Container Toolkit troubleshooting; NVIDIA/nvidia-docker issue #1730; nvidia-container-toolkit
-    cmd/nvidia-ctk/system/create-dev-char-symlinks; bottlerocket-os/bottlerocket-kernel-kit issue #308.
+    NVIDIA Container Toolkit troubleshooting; runc libcontainer/cgroups/systemd/common.go (v1.1.3-v1.1.7);
+    NVIDIA/nvidia-docker issue #1671 (the udev rule); nvidia-container-toolkit
+    cmd/nvidia-ctk/system/create-dev-char-symlinks (v1.13.2, v1.18.0, v1.18.1).
     """
     if not host_dev:
         return skip("inside a container with its own /dev: /dev/char links matter on the host that runs runc")

@@ -397,7 +397,7 @@ XID_NEEDS_RESET = {
     110: "security fault", 119: "GSP RPC timeout", 120: "GSP error", 136: "NVLink link training failure",
     140: "unrecovered ECC error", 143: "GPU initialization failure",
 }
-# Immediate action IGNORE: the driver recovered by itself; the catalog asks to contact support if they repeat.
+# Immediate action IGNORE: the driver recovered by itself; a code that keeps repeating is still worth a support case.
 # Xid 63 is IGNORE there too, but its line asks for a reset to activate the remapped row: it stays a warning.
 XID_NO_ACTION = {
     14: "fake error (test)", 37: "unimplemented firmware method", 38: "watchdog timeout",

@@ -123,7 +123,7 @@ def mig_mode_pending_reset(gpus: list[dict[str, Any]]) -> Verdict:
     ## Why it matters
     `nvidia-smi -mig 1` (or 0) records the wanted mode as *pending*. On Ampere (A100, A30) it takes effect
     only after a GPU reset, which the driver tries itself and gives up on while any process holds the GPU
-    ("In use by another client"); in pass-through VMs the hypervisor often forbids the reset, and only a VM
+    ("In use by another client"); in pass-through VMs the hypervisor may refuse the reset, and only a VM
     reboot applies it. From Hopper on (H100, H200, B200), the change needs no reset and applies when it is
     set, so a mode left pending there was not applied: set it again with the GPU idle. Until the modes
     agree, GPU instances cannot be created (enable pending) or the GPU cannot be used whole (disable
@@ -319,8 +319,9 @@ def mps_daemon_missing_or_unguarded(pipe: dict[str, Any], gpus: Optional[list[di
     ## Why it matters
     A CUDA client connects to the control daemon through `<pipe dir>/control`. When nothing listens
     there, the client silently runs without MPS (no sharing, no thread or memory limits); if the GPU is
-    in EXCLUSIVE_PROCESS mode, every client after the first fails with "all CUDA-capable devices are
-    busy or unavailable". NVIDIA's MPS setup puts the GPU in EXCLUSIVE_PROCESS so that the MPS server is
+    in EXCLUSIVE_PROCESS mode, every client after the first fails with CUDA error 46 ("all CUDA-capable
+    devices are busy or unavailable", or "CUDA-capable device(s) is/are busy or unavailable" from newer
+    CUDA runtimes). NVIDIA's MPS setup puts the GPU in EXCLUSIVE_PROCESS so that the MPS server is
     the only process holding a context; in Default mode processes that bypass MPS share the GPU beside it.
     A GPU in MIG mode is the exception: MPS there runs one daemon per MIG device, and EXCLUSIVE_PROCESS is
     not supported, so Default is the right mode.
