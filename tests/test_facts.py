@@ -20,6 +20,7 @@ import yaml
 from conftest import DOCS, REPO
 from gpu_runbook.pages import PAGES, docs_path
 from gpu_runbook.registry import BOUNDARIES, COMPONENTS, load_checks
+from test_pages import front_matter
 
 LEDGER = REPO / "tests" / "data" / "facts"
 KINDS = {"error", "default", "path", "version", "behaviour", "command", "limit"}
@@ -32,13 +33,6 @@ PRIMARY_HOSTS = {
     "docs.fedoraproject.org", "documentation.suse.com", "manpages.ubuntu.com", "manpages.debian.org",
     "www.freedesktop.org", "systemd.io", "kubernetes-sigs.github.io", "containerd.io",
 }
-
-
-def _front_matter(path: Path) -> tuple[dict, str]:
-    text = path.read_text(encoding="utf-8")
-    match = re.match(r"^---\n(.*?)\n---\n(.*)$", text, re.DOTALL)
-    assert match, f"{path}: no front matter"
-    return yaml.safe_load(match.group(1)) or {}, match.group(2)
 
 
 def _ledger(page_id: str) -> list[dict]:
@@ -92,7 +86,7 @@ def test_every_fact_is_well_formed_with_a_primary_source(page_id: str) -> None:
 
 @pytest.mark.parametrize("page_id", sorted(PAGES))
 def test_ledger_values_appear_on_their_page(page_id: str) -> None:
-    _, body = _front_matter(DOCS / docs_path(page_id))
+    _, body = front_matter(DOCS / docs_path(page_id))
     for fact in ALL_FACTS[page_id]:
         value = fact.get("value")
         if value is not None:
@@ -101,7 +95,7 @@ def test_ledger_values_appear_on_their_page(page_id: str) -> None:
 
 @pytest.mark.parametrize("page_id", sorted(PAGES))
 def test_every_error_string_has_a_sourced_fact(page_id: str) -> None:
-    meta, _ = _front_matter(DOCS / docs_path(page_id))
+    meta, _ = front_matter(DOCS / docs_path(page_id))
     documented = {f["value"] for f in ALL_FACTS[page_id] if f.get("kind") == "error" and "value" in f}
     missing = [e for e in meta.get("errors") or [] if e not in documented]
     assert not missing, f"{page_id}: errors: strings with no ledger fact (kind: error, value: the string): {missing}"
@@ -122,7 +116,7 @@ def test_every_version_boundary_of_the_checks_is_in_the_ledger() -> None:
 
 @pytest.mark.parametrize("page_id", sorted(PAGES))
 def test_page_states_the_versions_it_was_checked_against(page_id: str) -> None:
-    meta, body = _front_matter(DOCS / docs_path(page_id))
+    meta, body = front_matter(DOCS / docs_path(page_id))
     stated = meta.get("versions")
     assert isinstance(stated, dict) and stated, f"{page_id}: front matter `versions:` (component: versions checked)"
     assert set(stated) <= set(COMPONENTS), f"{page_id}: unknown components {sorted(set(stated) - set(COMPONENTS))}"
