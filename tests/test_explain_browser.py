@@ -116,3 +116,24 @@ def test_material_search_answers_pasted_reports(search_page) -> None:
     empty = [r["id"] for r in sample if not _search(page, r["text"][:500])]
     assert not empty, f"no search results for {empty}"
     assert not outside, outside
+
+
+def test_box_and_search_work_from_file_urls(built_site, browser_page) -> None:  # noqa: F811
+    """The site copied to an air-gapped host opens from file://: the box and pasted-error search still answer."""
+    browser = browser_page[0].context.browser
+    context = browser.new_context(service_workers="block")
+    page = context.new_page()
+    outside: list[str] = []
+    page.on("request", lambda r: outside.append(r.url) if r.url.startswith(("http:", "https:")) else None)
+    page.goto((built_site / "index.html").as_uri(), wait_until="load")
+    page.locator("[data-gpu-explain] textarea").fill("Failed to initialize NVML: Driver/library version mismatch")
+    page.locator("[data-gpu-explain] button").click()
+    first = page.locator(".gpu-explain__item").first
+    first.wait_for(timeout=10_000)
+    assert first.get_attribute("data-page") == "driver-mismatch"
+    page.keyboard.press("s")
+    page.locator("input.md-search__input").wait_for(state="visible", timeout=5000)
+    found = _search(page, "nvidia-container-cli: initialization error: load library failed")
+    context.close()
+    assert found and found[0] == "containers/container-cli-init-error.html", found
+    assert not outside, outside
