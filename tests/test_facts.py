@@ -127,3 +127,21 @@ def test_page_states_the_versions_it_was_checked_against(page_id: str) -> None:
 def test_checked_against_box_is_rendered(built_site: Path) -> None:
     html = (built_site / "containers" / "cdi.html").read_text(encoding="utf-8")
     assert "Checked against upstream on" in html
+
+
+# Module-level tuples of ints in the checks that are not component versions (each names its ledger fact).
+NOT_VERSIONS = {"MIG_NO_RESET_CC"}  # compute capability 9.0 = Hopper: ledger facts mig-hopper-cc-boundary
+
+
+def test_checks_declare_every_version_constant_as_a_boundary() -> None:
+    """A version tuple written straight into a check escapes the ledger: it must come from registry.boundary."""
+    import ast
+
+    raw = []
+    for path in sorted((REPO / "snippets" / "gpu_runbook" / "checks").glob("*.py")):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Tuple) and node.value.elts and all(
+                    isinstance(e, ast.Constant) and isinstance(e.value, int) for e in node.value.elts):
+                names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+                raw += [f"{path.name}:{node.lineno} {n}" for n in names if n not in NOT_VERSIONS]
+    assert not raw, f"version tuples not declared with registry.boundary: {raw}"

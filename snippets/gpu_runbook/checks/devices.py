@@ -432,7 +432,7 @@ def device_node_modes_differ(params: dict[str, str], nodes: dict[str, dict[str, 
 CTK_LOAD_KERNEL_MODULES = boundary("toolkit-dev-char-load-kernel-modules", "toolkit", "1.13.2")
 CTK_NVIDIA_NAME_FALLBACK = boundary("toolkit-dev-char-nvidia-name-fallback", "toolkit", "1.14.6")
 CTK_CREATE_ALL_FIXED = boundary("toolkit-dev-char-create-all-fixed", "toolkit", "1.18.1")
-CTK_CREATE_ALL_BROKEN = (1, 18, 0)
+CTK_CREATE_ALL_BROKEN = boundary("toolkit-dev-char-create-all-broken", "toolkit", "1.18.0")
 CREATE_LINKS = "nvidia-ctk system create-dev-char-symlinks --create-all --load-kernel-modules"
 
 
