@@ -79,8 +79,8 @@ def _search(page, query: str) -> list[str]:
         page.wait_for_timeout(100)
         if results.count():
             hrefs = [results.nth(i).get_attribute("href") or "" for i in range(min(results.count(), 12))]
-            found = list(dict.fromkeys(h.split("?")[0].split("#")[0].rsplit("/", 2)[-2] + "/" +
-                                       h.split("?")[0].split("#")[0].rsplit("/", 1)[-1] for h in hrefs))
+            paths = [h.split("?")[0].split("#")[0] for h in hrefs]
+            found = list(dict.fromkeys("/".join(path.rsplit("/", 2)[-2:]) for path in paths))
             break
         if attempt % 10 == 9:  # asked before the worker had its index: ask again
             box.press("Space")

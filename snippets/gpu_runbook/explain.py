@@ -52,10 +52,6 @@ class Match(NamedTuple):
     def url(self) -> str:
         return page_url(self.page)
 
-    @property
-    def error(self) -> Optional[str]:  # the name earlier versions used
-        return self.matched
-
 
 class Query(NamedTuple):
     """The pasted text, reduced to what the ranking reads."""
@@ -76,7 +72,7 @@ def words(line: str, spec: dict[str, Any]) -> list[str]:
     >>> words("Failed to initialize NVML: Unknown Error (pid 4242, GPU-6f3c1a2e)", load_index()["tokenizer"])
     ['failed', 'initialize', 'nvml', 'unknown', 'error', 'pid', 'gpu']
     """
-    stop = spec["stop_set"] if "stop_set" in spec else set(spec["stop"])
+    stop = spec["stop_set"]
     out = []
     for found in _WORD.findall(line.lower()):
         if len(found) < 2 or len(found) > spec["max_len"] or _DIGITS.match(found) or \
@@ -87,13 +83,22 @@ def words(line: str, spec: dict[str, Any]) -> list[str]:
     return out
 
 
+def word_pairs(line_words: list[str]) -> list[str]:
+    """Adjacent word pairs of one line, the keys known strings are matched by.
+
+    >>> word_pairs(["nvml", "unknown", "error"])
+    ['nvml_unknown', 'unknown_error']
+    """
+    return [f"{a}_{b}" for a, b in zip(line_words, line_words[1:])]
+
+
 def line_terms(line_words: list[str]) -> list[str]:
     """Words and adjacent word pairs ("unknown_error") of one line.
 
     >>> line_terms(["nvml", "unknown", "error"])
     ['nvml', 'unknown', 'error', 'nvml_unknown', 'unknown_error']
     """
-    return line_words + [f"{a}_{b}" for a, b in zip(line_words, line_words[1:])]
+    return line_words + word_pairs(line_words)
 
 
 def parse_query(text: str, spec: dict[str, Any]) -> Query:
@@ -124,9 +129,15 @@ def load_index(path: Path = INDEX_PATH) -> dict[str, Any]:
     return _CACHE[key]
 
 
+def prepare_tokenizer(tokenizer: dict[str, Any]) -> dict[str, Any]:
+    """The tokenizer specification with its stop words as a set, as `words` reads it."""
+    tokenizer["stop_set"] = set(tokenizer["stop"])
+    return tokenizer
+
+
 def prepare(data: dict[str, Any]) -> dict[str, Any]:
     """Compile what the index stores as text (stop words, signature patterns) for repeated use."""
-    data["tokenizer"]["stop_set"] = set(data["tokenizer"]["stop"])
+    prepare_tokenizer(data["tokenizer"])
     data["_signatures"] = [(s, re.compile(s["pattern"], re.IGNORECASE if "i" in s["flags"] else 0))
                            for s in data["signatures"]]
     return data

@@ -23,7 +23,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "snippets"))
 
-from gpu_runbook.explain import SPEC_VERSION, line_terms, words  # noqa: E402
+from gpu_runbook.explain import SPEC_VERSION, line_terms, parse_query, prepare_tokenizer, word_pairs, words  # noqa: E402
 from gpu_runbook.pages import PAGES, docs_path  # noqa: E402
 from gpu_runbook.registry import load_checks  # noqa: E402
 from gpu_runbook.signatures import SIGNATURES, xid_signatures  # noqa: E402
@@ -40,6 +40,7 @@ also just only very more most other such same own too again further once about o
 above below after before between both during through until while yes per via
 """.split()))
 TOKENIZER = {"stop": STOP, "max_len": 30}
+_WORDS_SPEC = prepare_tokenizer(dict(TOKENIZER))  # what words() reads; TOKENIZER itself goes into the index
 PARAMS: dict[str, Any] = {
     "k1": 1.2, "b": 0.75,
     "weights": {"string": 2.0, "signature": 1.5, "words": 2.0, "reports": 1.0},
@@ -72,9 +73,9 @@ def _clean(markdown: str) -> str:
     return text
 
 
-def page_fields(page_id: str) -> list[tuple[str, str]]:
-    """(field, text) pieces of one page, the field deciding the weight of its words."""
-    meta, body = front_matter(REPO / "docs" / docs_path(page_id))
+def page_fields(page_id: str, meta: dict[str, Any], body: str) -> list[tuple[str, str]]:
+    """(field, text) pieces of one page (its parsed front matter and body), the field deciding the weight of its
+    words."""
     pieces = [("title", str(meta.get("title") or PAGES[page_id].title))]
     pieces += [("errors", e) for e in meta.get("errors") or []]
     section = ""
@@ -112,25 +113,20 @@ def check_fields() -> dict[str, list[str]]:
 
 
 def _string_keys(text: str) -> list[str]:
-    found = words(text, TOKENIZER)
-    return [f"{a}_{b}" for a, b in zip(found, found[1:])] if len(found) >= 2 else found
+    found = words(text, _WORDS_SPEC)
+    return word_pairs(found) if len(found) >= 2 else found
 
 
 def build() -> dict[str, Any]:
     pages = list(PAGES)
     position = {p: i for i, p in enumerate(pages)}
     checks = check_fields()
+    parsed = {page_id: front_matter(REPO / "docs" / docs_path(page_id)) for page_id in pages}
 
     # Real reports of the dev split, as word sets: folded into their page's words (each report counts once per
     # word, so one long log cannot outweigh the page) and kept for the nearest-report evidence.
     dev = [r for r in load_reports() if r["split"] == "dev"]
-    report_terms = []
-    for report in dev:
-        seen: dict[str, None] = {}
-        for line in report["text"].splitlines():
-            for term in line_terms(words(line, TOKENIZER)):
-                seen.setdefault(term, None)
-        report_terms.append(sorted(seen))
+    report_terms = [sorted(parse_query(report["text"], _WORDS_SPEC).terms) for report in dev]
     rdf = Counter(t for terms in report_terms for t in terms)
     # A word pair seen in one report only says nothing about other reports: left out.
     report_terms = [[t for t in terms if "_" not in t or rdf[t] > 1] for terms in report_terms]
@@ -139,10 +135,10 @@ def build() -> dict[str, Any]:
     tf: list[Counter] = []
     for page_id in pages:
         counts: Counter = Counter()
-        pieces = page_fields(page_id) + [("checks", t) for t in checks.get(page_id, [])]
+        pieces = page_fields(page_id, *parsed[page_id]) + [("checks", t) for t in checks.get(page_id, [])]
         for field, text in pieces:
             for line in text.splitlines():
-                for term in line_terms(words(line, TOKENIZER)):
+                for term in line_terms(words(line, _WORDS_SPEC)):
                     counts[term] += FIELD_WEIGHTS[field]
         tf.append(counts)
     for report, terms in zip(dev, report_terms):
@@ -157,13 +153,13 @@ def build() -> dict[str, Any]:
     # Known strings: every errors: string, as word pairs; a string several pages share weighs less.
     raw_strings = []
     for page_id in pages:
-        meta, _ = front_matter(REPO / "docs" / docs_path(page_id))
+        meta, _ = parsed[page_id]
         for error in meta.get("errors") or []:
             raw_strings.append((page_id, error, _string_keys(error)))
     # A string weighs by how specific its words are (idf: "OCI runtime create failed" is on many pages) and
     # less when several pages list it.
     sharing = Counter(" ".join(keys) for _, _, keys in raw_strings)
-    strings = [{"page": position[p], "text": text, "keys": keys, "words": len(words(text, TOKENIZER)),
+    strings = [{"page": position[p], "text": text, "keys": keys, "words": len(words(text, _WORDS_SPEC)),
                 "weight": round(min(1.0, sum(idf.get(k, 0.0) for k in keys) / PARAMS["string_idf"])
                                 / math.sqrt(sharing[" ".join(keys)]), 4)}
                for p, text, keys in raw_strings if keys]

@@ -25,6 +25,7 @@ from gpu_runbook.parsers.proc import (
     secure_boot_from_efivar,
     secure_boot_from_mokutil,
 )
+from gpu_runbook.parsers.toolkit import version_tuple
 from gpu_runbook.registry import boundary, check, fact
 from gpu_runbook.snapshot import NOT_PRESENT, CommandFact, Missing, Snapshot
 
@@ -436,11 +437,6 @@ CTK_CREATE_ALL_BROKEN = boundary("toolkit-dev-char-create-all-broken", "toolkit"
 CREATE_LINKS = "nvidia-ctk system create-dev-char-symlinks --create-all --load-kernel-modules"
 
 
-def _version_parts(version: Optional[str]) -> Optional[tuple[int, ...]]:
-    match = re.match(r"(\d+(?:\.\d+)*)", version or "")
-    return tuple(int(p) for p in match.group(1).split(".")) if match else None
-
-
 def dev_char_fix(ctk_version: Optional[str], uvm_loaded: bool, driver: Optional[DriverVersion]) -> str:
     """The command that creates the links on this host, given the toolkit, nvidia_uvm and the driver.
 
@@ -451,8 +447,8 @@ def dev_char_fix(ctk_version: Optional[str], uvm_loaded: bool, driver: Optional[
     >>> dev_char_fix("1.18.0", True, None).split(":")[0]
     'Upgrade the NVIDIA Container Toolkit to 1.18.1 or later'
     """
-    ctk = _version_parts(ctk_version)
-    driver_parts = _version_parts(driver.version) if driver else None
+    ctk = version_tuple(ctk_version)
+    driver_parts = version_tuple(driver.version) if driver else None
     if ctk is not None and CTK_CREATE_ALL_BROKEN <= ctk < CTK_CREATE_ALL_FIXED:
         return ("Upgrade the NVIDIA Container Toolkit to 1.18.1 or later: nvidia-ctk "
                 f"{ctk_version} rejects every `create-dev-char-symlinks --create-all` (\"create-all and watch are "
