@@ -104,6 +104,10 @@ class Redactor:
             if isinstance(hostname_file, dict) and isinstance(hostname_file.get("text"), str):
                 for line in hostname_file["text"].splitlines()[:1]:
                     self.add_hostname(line)
+        users = data.get("users")  # the accounts engine discovery looked at (probes/engines.py)
+        for name in users if isinstance(users, dict) else ():
+            if isinstance(name, str) and not name.startswith("!"):
+                self.add_user(name)
         nvml = data.get("nvml")
         devices = nvml.get("devices") if isinstance(nvml, dict) else None
         for device in devices if isinstance(devices, list) else []:
@@ -144,7 +148,10 @@ class Redactor:
         return text
 
     def _user(self, name: str) -> str:
-        return name if name in SYSTEM_USERS else self.placeholder("USER", name)
+        # A report passes the redactor after the snapshot did: its /home/USER-1 is already a placeholder.
+        if name in SYSTEM_USERS or re.fullmatch(r"USER-\d+", name):
+            return name
+        return self.placeholder("USER", name)
 
     def _mac(self, match: re.Match[str]) -> str:
         value = match.group(0).lower().replace("-", ":")

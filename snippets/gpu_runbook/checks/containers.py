@@ -6,7 +6,13 @@ import fnmatch
 import re
 from typing import Any, Optional
 
-from gpu_runbook.facts import TOOLKIT_BINARIES
+from gpu_runbook.engines import discover as discover_engines
+from gpu_runbook.facts import (
+    OPERATOR_TOOLKIT_BINARIES,
+    OPERATOR_TOOLKIT_DIR,
+    TOOLKIT_BINARIES,
+    toolkit_config_path_fact,
+)
 from gpu_runbook.findings import Verdict, fail, ok, skip, unknown, warn
 from gpu_runbook.parsers.proc import DriverVersion
 from gpu_runbook.parsers.toolkit import (
@@ -186,8 +192,10 @@ def _path_state(snapshot: Snapshot, path: Optional[str]) -> str:
 
 @fact("toolkit_config")
 def toolkit_config_fact(snapshot: Snapshot) -> dict[str, Any]:
-    """config.toml of the NVIDIA Container Toolkit, parsed, with the lstat of the paths it names."""
-    text = snapshot.file(TOOLKIT_CONFIG).require()
+    """config.toml of the NVIDIA Container Toolkit, parsed, with the lstat of the paths it names (the GPU
+    Operator's under /usr/local/nvidia/toolkit/.config where its runtime is the one in use)."""
+    path = toolkit_config_path_fact(snapshot)
+    text = snapshot.file(path).require()
     doc, error = parse_toml(text)
     targets: dict[str, dict[str, Any]] = {}
     if doc:
@@ -203,7 +211,7 @@ def toolkit_config_fact(snapshot: Snapshot) -> dict[str, Any]:
                 targets[debug] = snapshot.path(debug)
                 parent = debug.rsplit("/", 1)[0] or "/"
                 targets[parent] = snapshot.path(parent)
-    return {"path": TOOLKIT_CONFIG, "doc": doc, "error": error, "targets": targets}
+    return {"path": path, "doc": doc, "error": error, "targets": targets}
 
 
 @fact("toolkit_versions")
@@ -280,6 +288,16 @@ def engine_runtimes_fact(snapshot: Snapshot) -> dict[str, dict[str, Any]]:
         if any(_is_nvidia_runtime(n, r) for n, r in crio_runtimes(doc).items()):
             engines.setdefault("crio", {"files": [], "errors": {}, "runtimes": {}}).setdefault(
                 "unread_dropins", []).append(path)
+    # Each user's rootless Docker (~/.config/docker/daemon.json) and RKE2/k3s's own containerd (its
+    # config.toml, regenerated at each start, and the config.toml.tmpl it is generated from): gpu_runbook.engines.
+    for engine_id, found in discover_engines(snapshot).items():
+        if "@" not in engine_id or found["kind"] not in ("docker", "containerd") or not found["configs"]:
+            continue
+        entry = engines.setdefault(engine_id, {"files": [], "errors": {}, "runtimes": {}})
+        entry["files"] += found["configs"]
+        entry["errors"].update(found["errors"])
+        for name, runtime in found["runtimes"].items():
+            entry["runtimes"][name] = dict(runtime, binary_state=_path_state(snapshot, runtime.get("binary")))
     return engines
 
 
@@ -455,7 +473,12 @@ def toolkit_missing_or_outdated(  # noqa: PLR0917 (the registry passes each decl
                   for name, rt in entry["runtimes"].items() if _is_nvidia_runtime(name, rt)}
     evidence: dict[str, Any] = {"binaries": binaries, "engine_entries": referenced, "versions": versions}
     # Unread engine configuration or toolkit binaries must not pass for absent ones.
-    unread_setup = _unreadable_among(unreadable, *ENGINE_CONFIGS, *TOOLKIT_BINARIES)
+    unread_setup = _unreadable_among(unreadable, *ENGINE_CONFIGS, *TOOLKIT_BINARIES, *OPERATOR_TOOLKIT_BINARIES)
+    # The GPU Operator's install (wrappers in /usr/local/nvidia/toolkit) has no /usr/bin hook for Docker's --gpus:
+    # the operator registers its own runtime with the engine instead.
+    operator_only = bool(binaries) and all(b.startswith(OPERATOR_TOOLKIT_DIR + "/") for b in binaries)
+    if operator_only:
+        evidence["installed_by"] = f"GPU Operator ({OPERATOR_TOOLKIT_DIR})"
     if not binaries:
         elsewhere = sorted({str(rt.get("binary")) for entry in engines.values() for n, rt in entry["runtimes"].items()
                             if _is_nvidia_runtime(n, rt) and rt.get("binary_state") != "missing"
@@ -463,7 +486,7 @@ def toolkit_missing_or_outdated(  # noqa: PLR0917 (the registry passes each decl
                             and not str(rt.get("binary")).startswith("/usr/bin/")})
         if elsewhere:  # the GPU Operator installs the toolkit under /usr/local/nvidia/toolkit
             return ok(f"toolkit installed outside /usr/bin: {', '.join(elsewhere)}", evidence)
-        if referenced and not _unreadable_among(unreadable, *TOOLKIT_BINARIES):
+        if referenced and not _unreadable_among(unreadable, *TOOLKIT_BINARIES, *OPERATOR_TOOLKIT_BINARIES):
             return fail(f"no toolkit binaries in /usr/bin, but {', '.join(sorted(referenced))} names the "
                         "NVIDIA runtime: every container started through it fails",
                         "Install nvidia-container-toolkit (or remove the stale runtime entry).", evidence,
@@ -471,16 +494,16 @@ def toolkit_missing_or_outdated(  # noqa: PLR0917 (the registry passes each decl
         if unread_setup:
             return _cannot_conclude(unread_setup, evidence, "whether the toolkit is installed cannot be judged")
         return skip("NVIDIA Container Toolkit not installed and no engine is configured for it", evidence)
-    unread_hook = _unreadable_among(unreadable, DOCKER_GPU_HOOK, "/etc/docker/daemon.json")
+    unread_hook = [] if operator_only else _unreadable_among(unreadable, DOCKER_GPU_HOOK, "/etc/docker/daemon.json")
     if DOCKER_GPU_HOOK not in binaries and unread_hook:
         return _cannot_conclude(unread_hook, evidence, "whether Docker can find the GPU hook cannot be judged")
-    if DOCKER_GPU_HOOK not in binaries and "docker" in engines and cdi_hook:
+    if DOCKER_GPU_HOOK not in binaries and "docker" in engines and cdi_hook and not operator_only:
         return warn("Docker is configured and nvidia-container-runtime-hook is missing: `docker run --gpus` "
                     "works only through CDI (nvidia-cdi-hook present), on Docker 29.2.0 and later (moby#50228) and "
                     "with a CDI spec; earlier Docker releases answer: could not select device driver",
                     "Install nvidia-container-toolkit (not only -base) so --gpus has the legacy hook, or keep "
                     "CDI specs current (nvidia-ctk cdi generate).", evidence, anchor="toolkit-missing")
-    if DOCKER_GPU_HOOK not in binaries and "docker" in engines:
+    if DOCKER_GPU_HOOK not in binaries and "docker" in engines and not operator_only:
         return fail("Docker is configured but nvidia-container-runtime-hook is missing: `docker run --gpus` "
                     "fails with: could not select device driver \"\" with capabilities: [[gpu]]",
                     "Install the nvidia-container-toolkit package (it ships the hook) and restart Docker.",
@@ -505,7 +528,8 @@ def toolkit_missing_or_outdated(  # noqa: PLR0917 (the registry passes each decl
     unread_versions = _unreadable_among(unreadable, "nvidia-ctk-version", "nvidia-container-cli-version")
     if unread_versions:
         return _cannot_conclude(unread_versions, evidence, "the toolkit version cannot be judged")
-    return ok(f"toolkit installed ({', '.join(b.rsplit('/', 1)[-1] for b in binaries)}), "
+    where = f" by the GPU Operator in {OPERATOR_TOOLKIT_DIR}" if operator_only else ""
+    return ok(f"toolkit installed{where} ({', '.join(b.rsplit('/', 1)[-1] for b in binaries)}), "
               f"version {version or 'unknown'}", evidence)
 # --8<-- [end:toolkit-installed]
 
@@ -591,10 +615,14 @@ def nvidia_runtime_not_registered(engines: dict[str, dict[str, Any]], binaries: 
     if not registered:
         if not binaries:
             return skip("no engine registers the NVIDIA runtime and the toolkit is not installed")
+        rancher = sorted(e for e in engines if e in ("containerd@rke2", "containerd@k3s"))
+        fix = ("Run nvidia-ctk runtime configure --runtime=<engine> and restart the engine." if not rancher else
+               f"Restart {rancher[0].split('@')[1]} (it adds the nvidia runtime itself at start when it finds "
+               "nvidia-container-runtime in /usr/local/nvidia/toolkit or /usr/bin), or add the runtime to "
+               "config.toml.tmpl beside its config.toml; edits to config.toml are overwritten at each start.")
         return warn(f"the toolkit is installed but no engine registers the nvidia runtime "
                     f"({', '.join(sorted(engines))} configured): --runtime=nvidia and "
-                    "runtimeClassName: nvidia fail", "Run nvidia-ctk runtime configure --runtime=<engine> "
-                    "and restart the engine.", evidence, anchor="runtime-not-configured")
+                    "runtimeClassName: nvidia fail", fix, evidence, anchor="runtime-not-configured")
     return ok(f"NVIDIA runtime registered: {', '.join(registered)}", evidence)
 # --8<-- [end:runtime-configured]
 
@@ -709,10 +737,10 @@ def _legacy_scope(mode: Optional[str], explicit: bool) -> tuple[str, str]:
 
 
 @check("toolkit-config", title="config.toml of the toolkit", page="runtime-debug-logging",
-       facts=("toolkit_config",), optional=("host", "unreadable_facts", "toolkit_versions"))
-def toolkit_config_broken(config: dict[str, Any], host: Optional[dict[str, Any]],
-                          unreadable: Optional[dict[str, str]],
-                          versions: Optional[dict[str, Optional[str]]]) -> Verdict:
+       facts=("toolkit_config",), optional=("host", "unreadable_facts", "toolkit_versions", "engines"))
+def toolkit_config_broken(
+        config: dict[str, Any], host: Optional[dict[str, Any]], unreadable: Optional[dict[str, str]],
+        versions: Optional[dict[str, Optional[str]]], engines: Optional[dict[str, dict[str, Any]]]) -> Verdict:
     """/etc/nvidia-container-runtime/config.toml is invalid TOML, has an ldconfig the toolkit rejects
     or cannot run, sets `no-cgroups = true` on a rootful host, names an unknown runtime mode, or a
     debug log that cannot be written.
@@ -790,14 +818,19 @@ def toolkit_config_broken(config: dict[str, Any], host: Optional[dict[str, Any]]
         parent = targets.get(looked_at[-1], {})
         mode_bits = _octal(parent.get("mode", "0")) if parent.get("kind") == "dir" else None
         gone = parent.get("error") in ("ENOENT", "ENOTDIR")
-        rootless_setup = cli.get("no-cgroups") is True
+        # A rootless engine writes the log as its user: one found on the host, or no-cgroups = true where
+        # no engine was found (engine-user-access judges each engine's own config.toml and user).
+        known = {e: v for e, v in (engines or {}).items() if not v.get("weak")}
+        rootless_setup = any(v.get("rootless") for v in known.values()) if known else cli.get("no-cgroups") is True
         if gone and key == "nvidia-container-runtime" and not rootless_setup:
             continue  # the runtime creates a missing directory (MkdirAll in internal/runtime/logger.go)
         if not gone and not (rootless_setup and mode_bits is not None and parent.get("uid") == 0
                              and not mode_bits & 0o002):
             continue
         why = "its directory does not exist" if gone else \
-            f"its directory is root-owned (mode {parent.get('mode')}) while no-cgroups = true (a rootless setup)"
+            f"its directory is root-owned (mode {parent.get('mode')}) while " + (
+                f"rootless engine(s) {', '.join(sorted(e for e, v in known.items() if v.get('rootless')))} run as "
+                "their users" if known else "no-cgroups = true (a rootless setup)")
         fatal = key == "nvidia-container-runtime" and version is not None and version < DEBUG_LOG_NONFATAL
         if fatal:
             return fail(f"{key}.debug = \"{debug}\": {why}; toolkit {'.'.join(map(str, version))} (before 1.13.2) "
@@ -815,10 +848,21 @@ def toolkit_config_broken(config: dict[str, Any], host: Optional[dict[str, Any]]
                     "Set mode = \"auto\" (the default) or a documented mode.", evidence, anchor="config")
     euid = (host or {}).get("euid")
     rootless = cli.get("no-cgroups") is True
-    if rootless and euid in (None, 0) and scope != "none":
+    # Who runs the engines decides, not the doctor's uid (gpu_runbook.engines; engine-user-access judges each).
+    found = {eid: e for eid, e in (engines or {}).items() if not e.get("weak")}
+    rootful_engines = sorted(eid for eid, e in found.items() if not e.get("rootless"))
+    rootless_engines = sorted(eid for eid, e in found.items() if e.get("rootless"))
+    evidence["engines"] = {"rootful": rootful_engines, "rootless": rootless_engines}
+    assumed = not found and euid in (None, 0)
+    if rootless and (rootful_engines or assumed) and scope != "none":
+        who = (f"rootful engine(s) {', '.join(rootful_engines)}" if rootful_engines else
+               "no engine found and the doctor ran as root: rootful engine assumed")
+        path = config.get("path")
+        sharing = [e for e in rootless_engines if (found[e].get("hook_config") or path) == path]
+        both = f"; rootless {', '.join(sharing)} needs true: one file serves both" if sharing else ""
         summary = ("no-cgroups = true: nvidia-container-cli sets up no device cgroup, which only rootless engines "
-                   "need; a rootful engine then fails with Failed to initialize NVML: Unknown Error (doctor ran "
-                   f"as root: rootful engine assumed); {scope_words}")
+                   f"need; a rootful engine then fails with Failed to initialize NVML: Unknown Error ({who}{both}); "
+                   f"{scope_words}")
         fix = ("For a rootful engine set no-cgroups = false (nvidia-ctk config --set "
                "nvidia-container-cli.no-cgroups=false --in-place) and restart it.")
         return warn(summary, fix, evidence, page="nvml-unknown-error", anchor="no-cgroups")
@@ -830,8 +874,9 @@ def toolkit_config_broken(config: dict[str, Any], host: Optional[dict[str, Any]]
         return ok(f"config.toml parses; runtime: {mode_why}; the [nvidia-container-cli] settings (ldconfig, "
                   f"no-cgroups) are unused: {scope_words}", evidence)
     if rootless:
-        return ok(f"no-cgroups = true with the doctor running as uid {euid}: a rootless setup, as intended; "
-                  f"{runs}runtime: {mode_why}", evidence)
+        who = f"rootless engine(s) {', '.join(rootless_engines)}" if rootless_engines else \
+            f"the doctor running as uid {euid}"
+        return ok(f"no-cgroups = true with {who}: a rootless setup, as intended; {runs}runtime: {mode_why}", evidence)
     return ok(f"config.toml parses; {runs}runtime: {mode_why}", evidence)
 # --8<-- [end:toolkit-config]
 
