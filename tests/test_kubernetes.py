@@ -309,8 +309,8 @@ def test_plan_declares_the_kubernetes_facts() -> None:
 
 
 def test_pages_link_the_anchors_the_checks_use() -> None:
-    anchors = {"device-plugin": ["plugin-not-running", "fewer-gpus"], "time-slicing": ["not-renamed"],
-               "feature-discovery": ["stale-labels"], "gpu-requests": ["visible-devices-all"],
+    anchors = {"device-plugin": ["plugin-not-running", "fewer-gpus", "lost-gpu"], "time-slicing": ["not-renamed"],
+               "feature-discovery": ["stale-labels", "gfd-no-retry"], "gpu-requests": ["visible-devices-all"],
                "health-monitoring": ["reset-xids", "application-xids"]}
     for page, wanted in anchors.items():
         text = (DOCS / "kubernetes" / f"{page}.md").read_text()

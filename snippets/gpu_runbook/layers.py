@@ -23,10 +23,10 @@ class Layer(NamedTuple):
 # --8<-- [start:layers]
 LAYERS: tuple[Layer, ...] = (
     Layer("1. Kernel driver and device nodes", "layer-driver",
-          ("kernel-modules-loaded", "nouveau-conflict", "gsp-firmware", "secure-boot-unsigned",
+          ("kernel-modules-loaded", "nouveau-conflict", "gsp-firmware", "secure-boot-unsigned", "gpu-init-failed",
            "device-nodes", "device-node-modes")),
     Layer("2. NVML on the host", "layer-nvml",
-          ("nvml-init", "driver-library-mismatch", "gpu-tools-hung", "gpu-lost")),
+          ("nvml-init", "driver-library-mismatch", "gpu-tools-hung", "gpu-lost", "gpus-missing-from-driver")),
     Layer("3. Container toolkit and engine", "layer-runtime",
           ("toolkit-installed", "runtime-configured", "toolkit-config", "container-cli-info", "cdi-specs",
            "selinux-devices"),

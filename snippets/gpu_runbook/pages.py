@@ -27,6 +27,7 @@ PAGES: dict[str, Page] = {
     "dev-char-symlinks": Page("devices", "Missing /dev/char symlinks"),
     "kernel-modules": Page("devices", "Kernel modules and nouveau"),
     "driver-mismatch": Page("devices", "Driver/library version mismatch"),
+    "gpu-init-failure": Page("devices", "GPU fails to initialise: RmInitAdapter and GSP"),
     "mps": Page("sharing", "MPS: one daemon per GPU"),
     "mps-multi-gpu": Page("sharing", "MPS does not spread work across GPUs"),
     "mig": Page("sharing", "MIG: instances, profiles, containers"),
@@ -37,6 +38,11 @@ PAGES: dict[str, Page] = {
     "feature-discovery": Page("kubernetes", "GPU feature discovery labels"),
     "health-monitoring": Page("kubernetes", "Health monitoring and Xid errors"),
     "recovery": Page("kubernetes", "Recovery: drain, reset, reload"),
+    "gpu-operator": Page("kubernetes", "GPU Operator: components and their state"),
+    "dcgm-exporter": Page("kubernetes", "DCGM exporter does not start"),
+    "fabric-manager": Page("fabric", "Fabric Manager and NVSwitch"),
+    "p2p-topology": Page("fabric", "PCIe peer-to-peer: ACS, IOMMU and topology"),
+    "gpudirect-rdma": Page("fabric", "GPUDirect RDMA and nvidia_peermem"),
 }
 
 # Where `make serve` puts the site; a fleet that publishes the site sets GPU_RUNBOOK_DOCS_URL.

@@ -136,6 +136,11 @@ SIGNATURES: tuple[Signature, ...] = (
     Signature("mps-multi-gpu", r"nvidia-cuda-mps-(control|server)|CUDA_MPS_[A-Z_]+",
               "MPS control daemon or client settings", ("nvidia-cuda-mps-", "cuda_mps_"), 0.7, False),
     Signature("mps", r"cudaErrorMps\w+|CUDA_ERROR_MPS_\w+", "a CUDA MPS error", ("cudaerrormps", "cuda_error_mps_")),
+    # cudaErrorDevicesUnavailable is 46 in the CUDA runtime; frameworks print the number, not the name:
+    # THC's "cuda runtime error (46)", Caffe's "(46 vs. 0)", Charm++'s "Return value 46 from 'cuda...'".
+    Signature("mps", r"cuda runtime error ?\(46\)|error == cudaSuccess \(46 vs\. 0\)|return value 46 from '?cuda|"
+              r"THCudaCheck FAIL[^\n]{0,120}\berror=46\b",
+              "CUDA runtime error 46, cudaErrorDevicesUnavailable (all CUDA-capable devices are busy)", ("46",), 0.8),
     Signature("mps", r"using MPS requires --mps-root", "the device plugin's MPS sharing without its root directory",
               ("--mps-root",)),
     Signature("mps", r"mps-control-daemon", "the device plugin's MPS control daemon", ("mps-control-daemon",), 0.7,
@@ -175,6 +180,56 @@ SIGNATURES: tuple[Signature, ...] = (
               0.7, False),
     Signature("feature-discovery", r"gpu-feature-discovery|NodeFeature|node-feature-discovery",
               "feature discovery", ("feature-discovery", "nodefeature"), 0.6, False),
+    # GPU Operator validator (cmd/nvidia-validator/main.go) and its status files; the DCGM host engine and exporter
+    # (the driver step's failures name their own cause, e.g. the /dev/char symlinks: left to those pages)
+    Signature("gpu-operator", r"error validating (toolkit|plugin) installation",
+              "a GPU Operator validation step failed", ("error validating",)),
+    Signature("gpu-operator", r"/run/nvidia/validations/\.?[a-z-]+", "a GPU Operator validation status file",
+              ("/run/nvidia/validations/",)),
+    Signature("dcgm-exporter", r"CacheManager Init Failed\. Error: -?\d+", "DCGM's host engine failed to start",
+              ("cachemanager init failed",)),
+    Signature("dcgm-exporter", r"Profiling module (failed|returned)|DcgmModuleProfiling",
+              "DCGM's profiling (DCP) module failed", ("profiling module", "dcgmmoduleprofiling")),
+    # fabric: Fabric Manager and NVSwitch (nv-fabricmanager's own messages; CUDA 802; NCCL's NVLS transport)
+    Signature("fabric-manager", r"fabric manager NVIDIA GPU driver interface version",
+              "Fabric Manager and driver versions differ", ("fabric manager nvidia gpu driver interface",)),
+    Signature("fabric-manager", r"system not yet initiali[sz]ed|cudaErrorSystemNotReady|CUDA_ERROR_SYSTEM_NOT_READY",
+              "CUDA error 802: the GPUs have not joined the NVLink fabric", ("not yet initiali", "systemnotready",
+                                                                            "system_not_ready")),
+    Signature("fabric-manager", r"NV_WARN_NOTHING_TO_DO", "Fabric Manager found no NVSwitch to manage",
+              ("nv_warn_nothing_to_do",)),
+    Signature("fabric-manager", r"NVLink SHARP \(NVLS\)|transport/nvls\.cc",
+              "NVLS (NVSwitch multicast) failed: Fabric Manager or NVSwitch state", ("nvls",)),
+    Signature("fabric-manager", r"nv-fabricmanager|nvidia-fabricmanager|fabricmanager\.cfg",
+              "Fabric Manager", ("fabricmanager",), 0.7, False),
+    # fabric: PCIe peer-to-peer (CUDA's peer-access API and errors, lspci's ACS line, NCCL's P2P switches)
+    Signature("p2p-topology", r"cudaDeviceEnablePeerAccess|cudaErrorPeerAccess\w+|CUDA_ERROR_PEER_ACCESS_\w+",
+              "CUDA peer access between two GPUs", ("cudadeviceenablepeeraccess", "cudaerrorpeeraccess",
+                                                    "cuda_error_peer_access_")),
+    Signature("p2p-topology", r"ACSCtl:", "lspci's ACS control line (PCIe Access Control Services)", ("acsctl:",)),
+    Signature("p2p-topology", r"NCCL_P2P_(DISABLE|LEVEL)|via P2P/(IPC|CUMEM|direct)",
+              "NCCL's P2P transport", ("nccl_p2p_", "via p2p/"), 0.6, False),
+    Signature("p2p-topology", r"AMD-Vi: Event logged \[IO_PAGE_FAULT|DMAR: DRHD: handling fault",
+              "an IOMMU fault (AMD-Vi or Intel VT-d)", ("io_page_fault", "dmar: drhd"), 0.6, False),
+    # fabric: GPUDirect RDMA (nvidia-peermem.c, the GPU Operator driver container, Mellanox nv_peer_mem)
+    Signature("gpudirect-rdma", r"could not insert '(nvidia_peermem|nv_peer_mem)'|"
+              r"(nvidia_peermem|nv_peer_mem)[^\n]{0,40}(Unknown symbol|disagrees about version)|"
+              r"ib_(un)?register_peer_memory_client", "the GPUDirect RDMA peer-memory module did not load",
+              ("nvidia_peermem", "nv_peer_mem", "peer_memory_client"), 1.2),
+    Signature("gpudirect-rdma", r"nvidia-peermem|nvidia_peermem|nv_peer_mem|GDRDMA|GPU Direct RDMA",
+              "GPUDirect RDMA and its peer-memory module", ("nvidia-peermem", "nvidia_peermem", "nv_peer_mem",
+                                                            "gdrdma", "gpu direct rdma"), 0.7, False),
+    # GPU initialisation (open-gpu-kernel-modules osinit.c, osapi.c, nv.c, kernel_gsp.c)
+    Signature("gpu-init-failure", r"RmInitAdapter failed|rm_init_adapter failed",
+              "the driver could not initialise a GPU (RmInitAdapter)",
+              ("rminitadapter failed", "rm_init_adapter failed"), 0.8),
+    Signature("gpu-init-failure", r"Cannot initialize GSP firmware RM|unexpected WPR2 already up"
+                                  r"|failed to wait for GFW boot complete",
+              "the GSP firmware did not boot", ("cannot initialize gsp", "wpr2", "gfw boot")),
+    Signature("gpu-init-failure", r"fallen off the bus and is not responding to commands"
+                                  r"|probe routine failed for \d+ device",
+              "a GPU failed the driver's probe (fell off the bus while probed)", ("fallen off the bus",
+                                                                                 "probe routine failed")),
     Signature("health-monitoring", r"DCGM_FI_[A-Z_]+", "a DCGM metric", ("dcgm_fi_",), 0.8, False),
     Signature("health-monitoring", r"XidCriticalError|marking device as unhealthy|device marked unhealthy",
               "the device plugin marked a GPU unhealthy after an Xid", ("xidcriticalerror", "unhealthy")),
@@ -191,4 +246,9 @@ SIGNATURES: tuple[Signature, ...] = (
               "the driver asks for a reset or reboot", ("reset required", "requires restart", "reboot required")),
     Signature("recovery", r"blocked for more than \d+ seconds", "a task hung in the kernel",
               ("blocked for more than",)),
+    # An NVIDIA tool in state D (uninterruptible sleep): `ps aux` (TTY, STAT, START, TIME, COMMAND), the page's
+    # `ps -eo pid,stat,etime,wchan:32,cmd`, or the kernel's hung-task line. Case matters: the state is "D".
+    Signature("recovery", r"(?:\s(?:\?|pts/\d+|tty\d*)\s+D[a-zA-Z<+]*\s+\S+\s+\d+:\d+|\b\d+\s+D[a-zA-Z<+]*\s+"
+              r"[\d:-]+\s+\S+)\s+\S*nvidia-|task:nvidia\S*\s+state:D\b",
+              "an NVIDIA process stuck in uninterruptible sleep (hung driver)", ("nvidia",), 0.9, True, ""),
 )

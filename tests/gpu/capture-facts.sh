@@ -21,6 +21,8 @@ run proc-devices cat /proc/devices
 run dev-nodes ls -ln /dev/nvidia0 /dev/nvidiactl /dev/nvidia-uvm /dev/nvidia-uvm-tools /dev/nvidia-modeset
 run driver-version cat /proc/driver/nvidia/version
 run driver-params cat /proc/driver/nvidia/params
+# NVLink fabric (issue 14): each GPU's fabric state as the doctor's NVML probe reads it (0 = Not Supported expected on these VMs)
+run nvml-fabric env PYTHONPATH="$PWD/snippets:$PWD/.gpu-deps" "$PY" -c 'import json, pynvml; from gpu_runbook.probes.nvml import collect_nvml; print(json.dumps([d.get("fabric") for d in collect_nvml(pynvml).get("devices", [])]))'
 PYTHONPATH="$PWD/.gpu-deps${PYTHONPATH:+:$PYTHONPATH}" "$PY" - > "$OUT/nvml-mig-profiles.json" 2>&1 <<'EOF'
 """NVML's view of MIG on each GPU, read-only: mode, and every GPU-instance profile it describes (or its error)."""
 import json

@@ -5,7 +5,14 @@ from __future__ import annotations
 import re
 from typing import Any, Optional
 
-from gpu_runbook.facts import NVIDIA_MODESET_MINOR, NVIDIACTL_MINOR, in_container_fact, nvml_gpu_minors
+from gpu_runbook.facts import (
+    NVIDIA_MODESET_MINOR,
+    NVIDIACTL_MINOR,
+    OPERATOR_TOOLKIT_DIR,
+    has_program,
+    in_container_fact,
+    nvml_gpu_minors,
+)
 from gpu_runbook.findings import Verdict, fail, ok, skip, unknown, warn
 from gpu_runbook.parsers.cgroup import (
     cgroup_driver_from_path,
@@ -557,6 +564,12 @@ def dev_char_links_missing(  # noqa: PLR0917 (the registry passes each declared 
         # No container runtime uses the GPU here, so nothing breaks today; keep it visible.
         return warn(summary + " (latent: no NVIDIA container toolkit on this host)", fix, evidence,
                     anchor="fix")
+    if all(p.startswith(OPERATOR_TOOLKIT_DIR + "/") for p in toolkit):
+        # A GPU Operator node: its driver validator creates the links unless DISABLE_DEV_CHAR_SYMLINK_CREATION.
+        summary += f" (GPU Operator node: toolkit in {OPERATOR_TOOLKIT_DIR})"
+        fix = ("The GPU Operator's driver validator creates these links: remove DISABLE_DEV_CHAR_SYMLINK_CREATION "
+               "from the ClusterPolicy's validator.driver.env and restart the nvidia-operator-validator pod on "
+               f"this node, or run `{OPERATOR_TOOLKIT_DIR}/{CREATE_LINKS}` on the node.")
     return fail(summary, fix, evidence, anchor="fix")
 # --8<-- [end:dev-char-symlinks]
 
@@ -650,9 +663,9 @@ def _judge_devices_list(cgroup: dict[str, Any], nodes: Optional[dict[str, dict[s
 
 # --8<-- [start:bpf-jit-harden]
 @check("bpf-jit-harden", title="eBPF JIT hardening lets the toolkit add device rules", page="cgroup-device-access",
-       facts=("cgroup_setup", "toolkit_binaries"), optional=("bpf_jit",))
-def bpf_jit_harden_blocks_device_filter(cgroup: dict[str, Any], toolkit: list[str],
-                                        jit: Optional[dict[str, str]]) -> Verdict:
+       facts=("cgroup_setup", "toolkit_binaries"), optional=("bpf_jit", "toolkit_config"))
+def bpf_jit_harden_blocks_device_filter(cgroup: dict[str, Any], toolkit: list[str], jit: Optional[dict[str, str]],
+                                        config: Optional[dict[str, Any]] = None) -> Verdict:
     """net.core.bpf_jit_harden=2 on cgroup v2: libnvidia-container cannot read back runc's device filter
     and fails with "unable to generate new device filter program from existing programs".
 
@@ -679,11 +692,15 @@ def bpf_jit_harden_blocks_device_filter(cgroup: dict[str, Any], toolkit: list[st
         return ok("bpf_jit_harden = 2 but the JIT is off (bpf_jit_enable = 0): no constant blinding", evidence)
     if cgroup["version"] != "v2":
         return ok(f"bpf_jit_harden = 2, but cgroup {cgroup['version']} device rules are not eBPF", evidence)
+    cli = ((config or {}).get("doc") or {}).get("nvidia-container-cli")
+    if isinstance(cli, dict) and cli.get("no-cgroups") is True:  # a rootless setup: the hook passes --no-cgroups
+        return ok(f"bpf_jit_harden = 2, but no-cgroups = true in {(config or {}).get('path')}: nvidia-container-cli "
+                  "leaves the device filter alone", evidence)
     summary = ("bpf_jit_harden = 2 on cgroup v2: nvidia-container-cli (legacy mode) cannot extend runc's "
                "device filter (\"unable to generate new device filter program\")")
     fix = ("Set net.core.bpf_jit_harden=1 (sysctl -w, and persist in /etc/sysctl.d), or use CDI mode, "
            "where runc writes the device filter itself.")
-    if "/usr/bin/nvidia-container-cli" not in toolkit:
+    if not has_program(toolkit, "nvidia-container-cli"):
         return warn(summary + " (latent: nvidia-container-cli is not installed)", fix, evidence,
                     anchor="bpf-jit-harden")
     return fail(summary, fix, evidence, anchor="bpf-jit-harden")

@@ -20,6 +20,7 @@ from gpu_runbook.parsers.kubernetes import (
     split_replica_id,
     xid_recovery_action,
 )
+from gpu_runbook.parsers.operands import gfd_label_model, gfd_model_counts, nvidia_component
 from gpu_runbook.parsers.proc import DriverVersion
 from gpu_runbook.probes.commands import MAX_OUTPUT_CHARS
 from gpu_runbook.registry import boundary, check, fact
@@ -47,6 +48,17 @@ def _gpu_count(nvml: Optional[dict[str, Any]]) -> Optional[int]:
 def _nvml_unreadable(nvml: Optional[dict[str, Any]]) -> bool:
     """NVML was asked and could not answer (as opposed to: not asked, e.g. under --root)."""
     return bool(nvml) and "skipped" not in nvml and _gpu_count(nvml) is None
+
+
+def _lost_gpus(nvml: Optional[dict[str, Any]]) -> list[str]:
+    """Indexes of the GPUs whose NVML handle answered GPU_IS_LOST (fallen off the bus, Xid 79)."""
+    devices = (nvml or {}).get("devices")
+    lost = []
+    for device in devices if isinstance(devices, list) else []:
+        error = device.get("error") if isinstance(device, dict) else None
+        if isinstance(error, dict) and error.get("name") == "NVMLError_GpuIsLost":
+            lost.append(str(device.get("index", "?")))
+    return lost
 
 
 # -- facts of this section ------------------------------------------------------------------------
@@ -145,7 +157,9 @@ def device_plugin_not_registered(entries: list[str], checkpoint: dict[str, Any],
     The kubelet learns about GPUs only from a device plugin that serves a socket in
     /var/lib/kubelet/device-plugins (nvidia-gpu.sock for nvidia.com/gpu) and registers through kubelet.sock.
     No socket: capacity and allocatable nvidia.com/gpu are absent or 0, and the scheduler never places a GPU pod
-    here. Fewer GPUs registered than NVML sees means some GPUs were marked unhealthy or were not found.
+    here. Fewer GPUs registered than NVML sees means some GPUs were marked unhealthy or were not found. A GPU
+    that NVML reports lost while the kubelet still holds it breaks more than itself: up to v0.20.0 the
+    plugin's topology-aware allocation asks NVML about every GPU, and every GPU pod on the node fails admission.
 
     ## Evidence
     The names in /var/lib/kubelet/device-plugins, RegisteredDevices from kubelet_internal_checkpoint,
@@ -154,7 +168,8 @@ def device_plugin_not_registered(entries: list[str], checkpoint: dict[str, Any],
     ## References
     Kubernetes docs, "Device Plugins"; NVIDIA/k8s-device-plugin README (Quick Start, Prerequisites) and
     internal/plugin/factory.go at v0.20.0 (the NVML init log lines); NVIDIA/gpu-operator
-    assets/state-device-plugin (nodeSelector); NVIDIA/k8s-device-plugin issues #33 and #159.
+    assets/state-device-plugin (nodeSelector); NVIDIA/k8s-device-plugin issues #33, #159 and #2038 (lost GPU,
+    internal/rm/nvml_manager.go alignedAlloc).
     """
     sockets = [n for n in entries if n.startswith("nvidia") and n.endswith(".sock")]
     gpus = _gpu_count(nvml)
@@ -184,6 +199,19 @@ def device_plugin_not_registered(entries: list[str], checkpoint: dict[str, Any],
     registered = {r: ids for r, ids in devices.items() if r.startswith("nvidia.com/")}
     physical = {split_replica_id(i)[0] for ids in registered.values() for i in ids}
     evidence["registered"] = {r: len(ids) for r, ids in sorted(registered.items())}
+    lost = _lost_gpus(nvml)
+    # The plugin marks a lost GPU unhealthy (the kubelet's checkpoint then lists only the healthy ones), but for
+    # whole GPUs its aligned allocation still asks NVML for the links of every GPU, so up to v0.20.0 one lost GPU
+    # fails the admission of every GPU pod (NVIDIA/k8s-device-plugin#2038, fix proposed in #2039).
+    whole = all(split_replica_id(i)[1] is None for ids in registered.values() for i in ids)
+    if lost and physical and whole and all(i.startswith("GPU-") for i in physical):
+        evidence["lost_gpus"] = lost
+        return fail(f"NVML reports GPU {', '.join(lost)} as lost (GPU_IS_LOST) while the kubelet holds "
+                    f"{len(physical)} NVIDIA GPU(s) from the device plugin: on plugin versions up to v0.20.0 "
+                    "every GPU pod on this node fails admission (UnexpectedAdmissionError, \"unable to get "
+                    "device link information\"), not only pods that would get the lost GPU",
+                    "Cordon and drain the node, then reboot it (a lost GPU needs a reboot or a reset); until "
+                    "then no GPU pod starts here.", evidence, anchor="lost-gpu")
     # Whole GPUs only: MIG devices (MIG-...) are not comparable with NVML's GPU count.
     if physical and gpus and all(i.startswith("GPU-") for i in physical) and len(physical) < gpus:
         return warn(f"the device plugin registered {len(physical)} GPU(s) with the kubelet, NVML sees {gpus}: "
@@ -279,8 +307,19 @@ def gfd_labels_stale(labels: dict[str, str], driver: Optional[DriverVersion],
     instead and no longer rewrites the file; a file left from an older GFD goes stale the same way. With no
     file the check skips and says where the labels are: the doctor does not read the Kubernetes API.
 
+    A file with no GPU label at all (only nvidia.com/gfd.timestamp) on a node where NVML sees GPUs means GFD
+    found no devices: it keeps the empty resource manager it fell back to when it started before the driver was
+    ready (with failOnInitError false; GFD before v0.17.1 without NVML whatever that flag says;
+    NVIDIA/gpu-feature-discovery#71), and never tries NVML again.
+
+    On a node with more than one GPU model GFD labels one model only: it counts GPUs per model, writes
+    gpu.product, gpu.count and gpu.memory for each, and the model it writes last wins (an unordered map, so
+    it may change at every relabelling; GFD logs "Multiple device types detected"). gpu.count is then
+    compared with NVML's count of the model gpu.product names, not with all GPUs.
+
     ## Evidence
-    /etc/kubernetes/node-feature-discovery/features.d/gfd, /proc/driver/nvidia/version, NVML's GPU count.
+    /etc/kubernetes/node-feature-discovery/features.d/gfd, /proc/driver/nvidia/version, NVML's GPU count and
+    the GPUs' names.
 
     ## References
     NVIDIA/k8s-device-plugin v0.20.0 docs/gpu-feature-discovery/README.md (generated labels, --output-file,
@@ -295,12 +334,26 @@ def gfd_labels_stale(labels: dict[str, str], driver: Optional[DriverVersion],
                                 "kernel_driver": driver.version if driver else None, "nvml_gpus": gpus}
     if not evidence["labels"]:
         return skip("the feature file holds no nvidia.com/ labels", evidence)
+    # A GFD running on its empty resource manager (it started before NVML worked, with failOnInitError false or,
+    # before v0.17.1, without NVML at all, and never retries) finds no devices and writes the timestamp alone;
+    # vGPU labels come from PCI, not NVML.
+    device_labels = [k for k in evidence["labels"] if k != "nvidia.com/gfd.timestamp"
+                     and not k.startswith("nvidia.com/vgpu.")]
+    if not device_labels and gpus:
+        return warn(f"GFD label file {GFD_FILE} holds no GPU labels ({', '.join(evidence['labels'])} only) while NVML "
+                    f"sees {gpus} GPU(s) (expected nvidia.com/gpu.product, gpu.count, cuda.*): GFD runs on an empty "
+                    "resource manager, as after a start before the driver was ready (failOnInitError false, or a GFD "
+                    "before v0.17.1 without NVML)",
+                    "Delete the gpu-feature-discovery pod on this node so that it starts again with the driver up, "
+                    "and keep failOnInitError true (GFD v0.17.1 or later) so that an early start ends in a restart.",
+                    evidence, anchor="gfd-no-retry")
     problems = []
     if labelled_driver and driver is not None and labelled_driver != driver.version:
         problems.append(f"nvidia.com/cuda.driver.* say {labelled_driver}, the loaded module is {driver.version}")
     # With the MIG "single" strategy gpu.count counts MIG devices, not GPUs.
-    if count_label is not None and gpus is not None and strategy != "single" and count_label != str(gpus):
-        problems.append(f"nvidia.com/gpu.count={count_label}, NVML sees {gpus} GPU(s)")
+    expected, what = _gfd_expected_count(labels.get("nvidia.com/gpu.product"), gpus, nvml, evidence)
+    if count_label is not None and expected is not None and strategy != "single" and count_label != str(expected):
+        problems.append(f"nvidia.com/gpu.count={count_label}, NVML sees {expected} {what}")
     if problems:
         since = "v" + ".".join(map(str, NODE_FEATURE_API_DEFAULT))
         return warn(f"GFD label file {GFD_FILE} is stale: " + "; ".join(problems) + " (expected the loaded "
@@ -317,7 +370,27 @@ def gfd_labels_stale(labels: dict[str, str], driver: Optional[DriverVersion],
     if not compared:
         return skip("GFD labels found, but nothing on this node to compare them with (no driver version or "
                     "NVML count in the snapshot)", evidence)
-    return ok(f"GFD labels match the node ({', '.join(compared)})", evidence)
+    mixed = evidence.get("nvml_models")
+    note = (f"; {len(mixed)} GPU models on this node, GFD labels one of them" if isinstance(mixed, dict)
+            and len(mixed) > 1 else "")
+    return ok(f"GFD labels match the node ({', '.join(compared)}){note}", evidence)
+
+
+def _gfd_expected_count(product: Optional[str], gpus: Optional[int], nvml: Optional[dict[str, Any]],
+                        evidence: dict[str, Any]) -> tuple[Optional[int], str]:
+    """The gpu.count GFD would write now, and what it counts: GPUs of the model gpu.product names when NVML
+    gave the GPUs' names (GFD counts per model), else all GPUs NVML counted."""
+    devices = (nvml or {}).get("devices") if gpus is not None else None
+    names = [d.get("name") for d in devices if isinstance(d, dict)] if isinstance(devices, list) else []
+    if gpus is None or not names or len(names) != gpus or not all(isinstance(n, str) for n in names):
+        return gpus, "GPU(s)"
+    models = gfd_model_counts(names)
+    evidence["nvml_models"] = models
+    model = gfd_label_model(product or "", models)
+    if len(models) == 1 or model is None:
+        # One model, or a product label that names none of them (the GPUs changed): compare with them all.
+        return gpus, "GPU(s)" if len(models) == 1 else f"GPU(s) of models {', '.join(models)}"
+    return models[model], f"GPU(s) of the labelled model {model} ({gpus} GPUs of {len(models)} models in all)"
 # --8<-- [end:gfd-labels-stale]
 
 
@@ -334,6 +407,25 @@ def pod_env_fact(snapshot: Snapshot) -> dict[str, str]:
     return {k: v for k, v in env.items() if k.startswith("NVIDIA_")}
 
 
+@fact("pod_context")
+def pod_context_fact(snapshot: Snapshot) -> dict[str, Any]:
+    """What the pod can see of itself and of the node's GPUs: its host name (the pod name unless hostNetwork),
+    the environment, the GPU device nodes in its /dev, and the GPUs in /proc/driver/nvidia/gpus (procfs is
+    not per container: a CDI-injected container lists every GPU of the node there, the legacy hook mounts
+    only the GPUs it injected)."""
+    hostname = snapshot.host.get("hostname")
+    if not isinstance(hostname, str) or not hostname:
+        text = snapshot.file("/etc/hostname").text or ""
+        hostname = text.splitlines()[0].strip() if text.strip() else None
+    dev = snapshot.paths_matching("/dev/nvidia")
+    # None when /dev was not looked at (an old or partial snapshot): no count then, rather than zero.
+    dev_gpus = sorted(p for p, f in dev.items() if re.fullmatch(r"/dev/nvidia\d+", p) and f.get("kind") == "char") \
+        if "/dev/nvidiactl" in dev else None
+    proc_gpus = sorted(p for p, f in snapshot.files_matching("/proc/driver/nvidia/gpus/").items()
+                       if p.endswith("/information") and f.exists)
+    return {"hostname": hostname, "env": snapshot.env, "dev_gpus": dev_gpus, "proc_gpus": len(proc_gpus)}
+
+
 # Values the device plugin itself sets: GPU/MIG UUIDs or indexes (envvar strategy), the volume-mounts
 # marker directory, or none/void for a container without GPUs.
 _DEVICE = r"(?:(?:GPU|MIG)-[0-9A-Za-z-]+|\d+(?::\d+)?)"
@@ -342,8 +434,9 @@ PLUGIN_VALUE = re.compile(rf"^{_DEVICE}(?:,{_DEVICE})*$")
 
 # --8<-- [start:visible-devices-all-in-pod]
 @check("visible-devices-all-in-pod", title="The pod sees only the GPUs it was given", page="gpu-requests",
-       facts=("pod_env",), optional=("nvml",))
-def visible_devices_all_in_pod(env: dict[str, str], nvml: Optional[dict[str, Any]]) -> Verdict:
+       facts=("pod_env",), optional=("nvml", "pod_context"))
+def visible_devices_all_in_pod(env: dict[str, str], nvml: Optional[dict[str, Any]],
+                               pod: Optional[dict[str, Any]]) -> Verdict:
     """NVIDIA_VISIBLE_DEVICES=all inside a pod: the image or the pod spec set it, not the device plugin, so the
     container uses every GPU on the node while the scheduler counts none (or fewer) as taken.
 
@@ -353,21 +446,36 @@ def visible_devices_all_in_pod(env: dict[str, str], nvml: Optional[dict[str, Any
     "all", so a pod that does not request nvidia.com/gpu (or sets the variable itself) gets every GPU and
     competes with the pods the scheduler placed there.
 
+    Two kinds of pods carry "all" without that harm. NVIDIA's own node components (device plugin, GPU feature
+    discovery, DCGM exporter, MIG manager, the operator's validator) set it on purpose: they manage or watch
+    every GPU. And where the variable is not what injects GPUs (GPUs injected through CDI by containerd or
+    CRI-O while the pod runs on runc, or a toolkit set to
+    accept-nvidia-visible-devices-envvar-when-unprivileged = false) the pod keeps "all" from its image but gets
+    no GPU, or only those it was allocated. CDI specs written by nvidia-ctk 1.15.0 and later set the variable to
+    "void" in every container they inject into.
+
     ## Evidence
-    The pod's NVIDIA_VISIBLE_DEVICES and NVML's GPU count inside the pod.
+    The pod's NVIDIA_VISIBLE_DEVICES, its pod name (host name) and component environment variables, NVML's
+    GPU count and the /dev/nvidiaN nodes inside the pod, and the GPUs /proc/driver/nvidia/gpus lists.
 
     ## References
     NVIDIA/k8s-device-plugin README ("If you do not request GPUs when you use the device plugin, the plugin
-    exposes all the GPUs on the machine inside your container"; DEVICE_LIST_STRATEGY);
-    NVIDIA Container Toolkit docs, "Specialized Configurations with Docker" (NVIDIA_VISIBLE_DEVICES).
+    exposes all the GPUs on the machine inside your container"; DEVICE_LIST_STRATEGY) and
+    internal/plugin/server.go (no NVIDIA_VISIBLE_DEVICES with CDI-only strategies); NVIDIA/gpu-operator
+    assets/state-*/ (the components' NVIDIA_VISIBLE_DEVICES) and controllers/object_controls.go
+    (transformToolkitCtrForCDI); nvidia-container-toolkit pkg/nvcdi (NVIDIA_VISIBLE_DEVICES=void in CDI
+    specs); NVIDIA Container Toolkit docs, "Specialized Configurations with Docker" (NVIDIA_VISIBLE_DEVICES).
     """
     value = env.get("NVIDIA_VISIBLE_DEVICES")
     gpus = _gpu_count(nvml)
-    evidence = {"NVIDIA_VISIBLE_DEVICES": value, "nvml_gpus": gpus}
+    evidence: dict[str, Any] = {"NVIDIA_VISIBLE_DEVICES": value, "nvml_gpus": gpus}
     if value is None:
         return skip("NVIDIA_VISIBLE_DEVICES is not set in this pod (no GPU requested, or a CDI device-list "
                     "strategy)", evidence)
     if value.strip().lower() == "all":
+        harmless = _visible_all_harmless(pod or {}, gpus, nvml, evidence)
+        if harmless:
+            return ok(harmless, evidence)
         seen = f": NVML sees {gpus} GPU(s)" if gpus is not None else ""
         return warn(f"NVIDIA_VISIBLE_DEVICES=all in a Kubernetes pod{seen} (expected the GPU UUIDs the device "
                     "plugin allocated): the pod uses GPUs the scheduler did not give it",
@@ -381,6 +489,34 @@ def visible_devices_all_in_pod(env: dict[str, str], nvml: Optional[dict[str, Any
     return warn(f"NVIDIA_VISIBLE_DEVICES={value[:120]} is not a value the device plugin sets (UUIDs or indexes)",
                 "Remove NVIDIA_VISIBLE_DEVICES from the pod spec and the image; let the device plugin set it.",
                 evidence, anchor="visible-devices-all")
+
+
+def _visible_all_harmless(pod: dict[str, Any], gpus: Optional[int], nvml: Optional[dict[str, Any]],
+                          evidence: dict[str, Any]) -> Optional[str]:
+    """Why NVIDIA_VISIBLE_DEVICES=all does no harm in this pod, or None when it may."""
+    component = nvidia_component(pod.get("hostname"), pod.get("env") or {})
+    if component:
+        evidence["nvidia_component"] = {"component": component[0], "seen_by": component[1]}
+        return (f"NVIDIA_VISIBLE_DEVICES=all in NVIDIA's {component[0]} pod ({component[1]}): it sets the "
+                "variable on purpose, to manage or watch every GPU of the node")
+    dev_gpus, node_gpus = pod.get("dev_gpus"), pod.get("proc_gpus")
+    here = gpus if gpus is not None else (len(dev_gpus) if isinstance(dev_gpus, list) else None)
+    init_error = str(_dict_get(nvml, "init", "error", "name") or "")
+    evidence.update(dev_gpus=dev_gpus, node_gpus_in_proc=node_gpus)
+    if here == 0 or (gpus is None and init_error == "NVMLError_LibraryNotFound" and not dev_gpus):
+        return ("NVIDIA_VISIBLE_DEVICES=all is set but no GPU reached this pod: whatever injects GPUs here ignored "
+                "it (runc with CDI injection by containerd or CRI-O, or accept-nvidia-visible-devices-envvar-when-"
+                "unprivileged = false in the toolkit's config)")
+    if here is not None and isinstance(node_gpus, int) and 0 < here < node_gpus:
+        return (f"NVIDIA_VISIBLE_DEVICES=all is set but the pod sees {here} of the node's {node_gpus} GPUs: "
+                "its GPUs were injected by a device list (CDI), not by the variable")
+    return None
+
+
+def _dict_get(value: Any, *keys: str) -> Any:
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
 # --8<-- [end:visible-devices-all-in-pod]
 
 
@@ -406,11 +542,20 @@ XID_NO_ACTION = {
     93: "InfoROM erase limit exceeded", 106: "SMBPBI test message", 107: "SMBPBI test message (silent)",
     121: "C2C link error", 137: "NVLink FLA privilege error", 141: "fast path error",
 }
+# NVLink5 (Blackwell) errors, 144-150 (nverror.h NVLINK_SAW_ERROR .. NVLINK_MSE_ERROR, drivers 560 and later): the
+# catalog sends them all to a workflow of their own (WORKFLOW_NVLINK5_ERR). The driver says in each line whether
+# the event was Fatal or Nonfatal ("149, NETIR_LINK_EVT Fatal XC0 ...", "145, RLW_RXPIPE Nonfatal XC0 ..."):
+# the check fails on Fatal lines and warns on the others.
+XID_NVLINK5 = {
+    144: "NVLink SAW error", 145: "NVLink RLW error", 146: "NVLink TLW error", 147: "NVLink TREX error",
+    148: "NVLink NVLPW control error", 149: "NVLink NETIR error", 150: "NVLink MSE error",
+}
+NVLINK5_FATAL = re.compile(r"(?<![A-Za-z])Fatal\b")
 XID_MEANING = {
     8: "GPU stopped processing", 13: "graphics engine exception", 31: "GPU memory page fault",
     45: "preemptive cleanup, due to previous errors",
     63: "ECC page retirement or row remapping recording event", 94: "contained ECC error",
-    154: "GPU recovery action changed", **XID_NO_ACTION, **XID_NEEDS_RESET,
+    154: "GPU recovery action changed", **XID_NO_ACTION, **XID_NEEDS_RESET, **XID_NVLINK5,
 }
 
 
@@ -428,7 +573,8 @@ def _xid_summary(events: list[XidEvent]) -> str:
 def xid_errors(dmesg: CommandFact) -> Verdict:
     """The kernel log holds NVRM Xid errors since boot: fail for those after which NVIDIA's Xid catalog says
     the GPU needs a reset or reboot (79 fallen off the bus, 48/95 uncorrectable ECC, 119/120 GSP, 154 naming a
-    recovery action, ...), warn for those that end an application (13, 31, 94, ...) or follow another error (45).
+    recovery action, a Blackwell NVLink5 Xid 144-150 marked Fatal, ...), warn for those that end an application
+    (13, 31, 94, ...), follow another error (45) or report a Nonfatal NVLink5 event.
 
     ## Why it matters
     An Xid is the driver's report of a GPU error. Application-level ones (a page fault, an engine
@@ -449,7 +595,8 @@ def xid_errors(dmesg: CommandFact) -> Verdict:
     events = parse_xid_lines(log)
     # A long kernel log is cut at its start: the newest lines, where a fresh Xid is, are always kept.
     truncated = dmesg.truncated
-    reset = [e for e in events if e.code in XID_NEEDS_RESET]
+    reset = [e for e in events if e.code in XID_NEEDS_RESET
+             or (e.code in XID_NVLINK5 and NVLINK5_FATAL.search(e.message))]
     actions = [(e, xid_recovery_action(e.message)) for e in events if e.code == 154]
     reset += [e for e, action in actions if action and action.lower() != "none"]
     # Xid 154 back to "None": the GPU may take new work again (NVML_GPU_RECOVERY_ACTION_NONE).

@@ -324,3 +324,78 @@ def module_load_causes(log: str) -> dict[str, str]:
             if cause not in causes and pattern.search(line):
                 causes[cause] = line.strip()[:200]
     return causes
+
+
+class InitFailure(NamedTuple):
+    """One GPU the driver could not bring up, as the kernel log says it."""
+
+    kind: str  # "rm-init", "gsp-boot", "fell-off-at-probe", "probe-failed", "none-initialized"
+    pci: str  # "0000:98:00.0", or "" where the line does not name one
+    detail: str  # the decoded codes or the count
+    line: str
+
+
+# RmInitAdapter's first code is the stage that failed (rm_init_status in src/nvidia/arch/nvalloc/unix/src/osinit.c),
+# the second an NV_STATUS (kernel-open/common/inc/nvstatuscodes.h); the third is a source line number.
+RM_INIT_STAGES = {0x20: "allocating the GPU", 0x21: "creating the device", 0x22: "attaching the GPU",
+                  0x23: "GPU pre-init", 0x24: "GPU state init", 0x25: "GPU load", 0x30: "VBIOS",
+                  0x60: "firmware policy", 0x61: "fetching the GSP firmware", 0x62: "booting the GSP firmware"}
+NV_STATUS_NAMES = {0x0F: "NV_ERR_GPU_IS_LOST", 0x1F: "NV_ERR_INVALID_ARGUMENT", 0x40: "NV_ERR_INVALID_STATE",
+                   0x56: "NV_ERR_NOT_SUPPORTED", 0x62: "NV_ERR_RESET_REQUIRED", 0x65: "NV_ERR_TIMEOUT"}
+_PCI = r"(?P<pci>[0-9a-fA-F]{4,8}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7])"
+_INIT_FORMS = (
+    # osinit.c RmInitAdapter: NV_DEV_PRINTF prefixes "NVRM: GPU <pci>: "
+    ("rm-init", re.compile(r"NVRM: GPU " + _PCI + r": RmInitAdapter failed! \((?P<init>0x[0-9a-fA-F]+):"
+                           r"(?P<status>0x[0-9a-fA-F]+):(?P<src>\d+)\)")),
+    # osinit.c: the GSP firmware did not boot (logged before the RmInitAdapter line of the same GPU)
+    ("gsp-boot", re.compile(r"RmInitAdapter: Cannot initialize GSP firmware RM")),
+    # osapi.c rm_is_supported_device: the GPU reads back all ones while the driver probes it (no Xid is logged)
+    ("fell-off-at-probe", re.compile(r"NVRM: The NVIDIA GPU " + _PCI + _GAP + r"NVRM: \(PCI ID: [0-9a-fA-F]{4}:"
+                                     r"[0-9a-fA-F]{4}\) installed in this system has" + _GAP
+                                     + r"NVRM: fallen off the bus and is not responding to commands", re.DOTALL)),
+    # kernel-open/nvidia/nv.c: the count of GPUs whose probe failed, and the end of the line when none came up
+    ("probe-failed", re.compile(r"NVRM: The NVIDIA probe routine failed for (?P<count>\d+) device\(s\)")),
+    ("none-initialized", re.compile(r"NVRM: None of the NVIDIA devices were initialized")),
+)
+
+
+def gpu_init_failures(log: str) -> list[InitFailure]:
+    """Every GPU initialisation failure in a kernel log, in log order.
+
+    Sample Content (driver 570, NVIDIA/NVSentinel#155)::
+
+        [ 1843.308145] NVRM: The NVIDIA GPU 0000:b3:00.0
+                       NVRM: (PCI ID: 10de:26b5) installed in this system has
+                       NVRM: fallen off the bus and is not responding to commands.
+        [ 1843.439662] NVRM: The NVIDIA probe routine failed for 1 device(s).
+
+    >>> [f[:3] for f in gpu_init_failures("[ 1.3] NVRM: The NVIDIA GPU 0000:b3:00.0\\n               NVRM: "
+    ...     "(PCI ID: 10de:26b5) installed in this system has\\n               NVRM: fallen off the bus and is not "
+    ...     "responding to commands.\\n[ 1.4] NVRM: The NVIDIA probe routine failed for 1 device(s).\\n")]
+    [('fell-off-at-probe', '0000:b3:00.0', 'PCI ID 10de:26b5'), ('probe-failed', '', '1 device(s)')]
+    >>> gpu_init_failures("[ 903.6] NVRM: GPU 0000:98:00.0: RmInitAdapter failed! (0x62:0x65:1792)")[0][:3]
+    ('rm-init', '0000:98:00.0', 'booting the GSP firmware: NV_ERR_TIMEOUT')
+    >>> gpu_init_failures("NVRM: loading NVIDIA UNIX Open Kernel Module for x86_64  570.158.01")
+    []
+    """
+    found: list[tuple[int, InitFailure]] = []
+    for kind, form in _INIT_FORMS:
+        for match in form.finditer(log):
+            names = match.groupdict()
+            pci = (names.get("pci") or "").lower()
+            if kind == "rm-init":
+                init, status = int(names["init"], 16), int(names["status"], 16)
+                detail = (f"{RM_INIT_STAGES.get(init, names['init'])}: "
+                          f"{NV_STATUS_NAMES.get(status, names['status'])}")
+            elif kind == "fell-off-at-probe":
+                pci_id = re.search(r"PCI ID: ([0-9a-fA-F]{4}:[0-9a-fA-F]{4})", match.group(0))
+                detail = f"PCI ID {pci_id.group(1).lower()}" if pci_id else ""
+            elif kind == "probe-failed":
+                detail = f"{names['count']} device(s)"
+            else:
+                detail = ""
+            start = log.rfind("\n", 0, match.start()) + 1
+            end = log.find("\n", match.start())
+            line = log[start:end if end >= 0 else len(log)].strip()[:200]
+            found.append((match.start(), InitFailure(kind, pci, detail, line)))
+    return [failure for _, failure in sorted(found, key=lambda item: item[0])]

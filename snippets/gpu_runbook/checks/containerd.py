@@ -1,0 +1,141 @@
+"""Check of containerd's NVIDIA runtime entry: the plugin section it sits in and its runtime type.
+
+`runtime-configured` (checks/containers.py) asks whether an engine registers the NVIDIA runtime at all. This
+module looks inside containerd's entry: a runtime written under the version 2 key of a version 3 config, or an
+entry without a runtime type, is present in the file and still unusable.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from gpu_runbook.engines import discover, strip_template
+from gpu_runbook.findings import Verdict, fail, ok, skip, unknown, warn
+from gpu_runbook.parsers.containerd import CRI_PLUGIN_BY_VERSION, MISSING, config_version, misplaced, runtime_entries
+from gpu_runbook.parsers.toolkit import parse_toml, version_tuple
+from gpu_runbook.registry import boundary, check, fact
+from gpu_runbook.snapshot import Snapshot
+
+DROP_IN_DIRS = ("/etc/containerd/conf.d/", "/etc/containerd/config.d/")
+# nvidia-ctk reads and writes version 3 configs from 1.17.4 (CHANGELOG "Add support for containerd version 3
+# config", PR #862); 1.17.3 and earlier stop with "unsupported config version: 3".
+CTK_READS_V3 = boundary("toolkit-containerd-v3-since", "toolkit", "1.17.4")
+# From 1.20.0 nvidia-ctk sets runtime_type = "io.containerd.runc.v2" when the runc entry it copies has none
+# (commit fcc99fd4, NVIDIA/nvidia-container-toolkit#1956).
+CTK_FILLS_RUNTIME_TYPE = boundary("toolkit-runtime-type-default-since", "toolkit", "1.20.0")
+
+
+def _is_nvidia(entry: dict[str, Any]) -> bool:
+    return "nvidia" in entry["name"] or "nvidia" in str(entry.get("binary") or "")
+
+
+@fact("containerd_entries")
+def containerd_entries_fact(snapshot: Snapshot) -> dict[str, Any]:
+    """Each containerd the host runs (engines.discover: /etc/containerd, RKE2's and k3s's own), with its config
+    files in the order it reads them, each file's version and runtime entries."""
+    found: dict[str, Any] = {}
+    for engine_id, engine in sorted(discover(snapshot).items()):
+        if engine.get("kind") != "containerd":
+            continue
+        main_version: Optional[int] = None
+        parsed, unreadable = [], []
+        for path in engine.get("configs") or []:
+            file_ = snapshot.file(path)
+            if file_.text is None:
+                if not file_.absent:
+                    unreadable.append(f"{path} ({file_.why})")
+                continue
+            text = file_.text
+            doc, error = parse_toml(strip_template(text) if path.endswith(".tmpl") else text)
+            if error or not isinstance(doc, dict):
+                continue  # runtime-configured reports files that do not parse
+            is_main = not any(path.startswith(d) for d in DROP_IN_DIRS)
+            own = config_version(doc) if "version" in doc or is_main else None
+            if is_main:
+                main_version = own
+            parsed.append({"path": path, "version": own if own is not None else main_version,
+                           "entries": runtime_entries(doc)})
+        found[engine_id] = {"main_version": main_version, "files": parsed, "unreadable": unreadable}
+    return found
+
+
+# --8<-- [start:containerd-runtime-entry]
+@check("containerd-runtime-entry", title="containerd's NVIDIA runtime entry is usable", page="gpu-not-visible",
+       facts=("containerd_entries",), optional=("toolkit_versions",))
+def containerd_runtime_entry_unusable(engines: dict[str, Any],
+                                      versions: Optional[dict[str, Optional[str]]]) -> Verdict:
+    """containerd's NVIDIA runtime entry sits under the version 2 plugin key of a version 3 config (containerd
+    2.x ignores it) or has no runtime type ("container.Runtime.Name must be set: invalid argument"), or the
+    installed nvidia-ctk is too old to edit the version 3 config ("unsupported config version: 3").
+
+    ## Why it matters
+    containerd 2.0 introduced version 3 configs, whose CRI runtimes live under
+    plugins."io.containerd.cri.v1.runtime"; a runtime pasted there under plugins."io.containerd.grpc.v1.cri"
+    registers nothing (version 4, from containerd 2.3, is not judged). An entry whose runtime_type is absent
+    or empty makes containerd refuse every sandbox started with it: nvidia-ctk before 1.20.0 copied the runc
+    entry's empty runtime_type into its drop-in. nvidia-ctk before 1.17.4 cannot read a version 3 file at all.
+
+    ## Evidence
+    /etc/containerd/config.toml and its conf.d/config.d drop-ins: version, plugin key and runtime_type of each
+    runtime entry; `nvidia-ctk --version`.
+
+    ## References
+    NVIDIA/nvidia-container-toolkit pkg/config/engine/containerd/containerd.go (criRuntimePluginName) at
+    v1.20.0, PR #862 (version 3 support, 1.17.4), #803, #1956 and commit fcc99fd4 (runtime_type default, 1.20.0);
+    containerd docs/PLUGINS.md at v2.0.0.
+    """
+    ctk = (versions or {}).get("nvidia-ctk")
+    ctk_parts = version_tuple(ctk or "")
+    nvidia = [(engine_id, f["path"], f["version"], e) for engine_id, config in engines.items()
+              for f in config["files"] for e in f["entries"] if _is_nvidia(e)]
+    evidence: dict[str, Any] = {
+        "main_version": {i: c["main_version"] for i, c in engines.items()}, "nvidia-ctk": ctk,
+        "entries": [{"file": p, "version": v, "name": e["name"], "plugin": e["plugin"],
+                     "runtime_type": e["runtime_type"]} for _, p, v, e in nvidia]}
+    unreadable = [u for c in engines.values() for u in c.get("unreadable", [])]
+    evidence["unreadable"] = unreadable
+    if not any(c["files"] for c in engines.values()):
+        if unreadable:
+            return unknown(f"containerd configuration could not be read: {', '.join(unreadable)}", evidence,
+                           fix="Run the doctor as root.")
+        return skip("no readable containerd configuration on this host", evidence)
+    wrong = [(p, e) for _, p, v, e in nvidia if misplaced(e, v)]
+    if wrong:
+        path, entry = wrong[0]
+        return fail(f"{path}: runtime \"{entry['name']}\" is under plugins.\"{entry['plugin']}\" in a version 3 "
+                    f"config (expected plugins.\"{CRI_PLUGIN_BY_VERSION[3]}\"): containerd 2.x does not register it",
+                    f"Move the entry to [plugins.\"{CRI_PLUGIN_BY_VERSION[3]}\".containerd.runtimes.{entry['name']}] "
+                    "(or rerun nvidia-ctk runtime configure --runtime=containerd, 1.17.4 or later), then restart "
+                    "containerd.", evidence, anchor="containerd-v3")
+    by_name: dict[tuple[str, str], list[tuple[str, Any]]] = {}
+    for engine_id, path, _, entry in nvidia:
+        by_name.setdefault((engine_id, entry["name"]), []).append((path, entry["runtime_type"]))
+    for (_, name), defined in sorted(by_name.items()):
+        last_path, last_type = defined[-1]
+        typed = [t for _, t in defined if isinstance(t, str) and t and t != MISSING]
+        # An explicit "" in the file read last wins over any earlier value; a key that is only absent may be filled
+        # from an earlier file, so that case fails only when no file names a type.
+        if last_type == "" or not typed:
+            how = "runtime_type = \"\"" if last_type == "" else "no runtime_type"
+            upgrade = (f" nvidia-ctk {ctk} copies the runc entry's empty runtime_type; 1.20.0 and later fill it in."
+                       if ctk_parts and ctk_parts < CTK_FILLS_RUNTIME_TYPE else "")
+            return fail(f"{last_path}: runtime \"{name}\" has {how} (expected \"io.containerd.runc.v2\"): containerd "
+                        "refuses to start pods with it: container.Runtime.Name must be set: invalid argument",
+                        f"Set runtime_type = \"io.containerd.runc.v2\" in that entry and restart containerd.{upgrade}",
+                        evidence, anchor="containerd-v3")
+    v3 = sorted(c["files"][0]["path"] for c in engines.values() if c["main_version"] == 3 and c["files"])
+    if v3 and ctk_parts and ctk_parts < CTK_READS_V3:
+        return warn(f"{', '.join(v3)}: version 3 config, and nvidia-ctk is {ctk}: nvidia-ctk runtime configure "
+                    "stops with \"unsupported config version: 3\" (version 3 is read from 1.17.4 on)",
+                    "Upgrade the NVIDIA Container Toolkit (1.17.8 or later, for the security fixes too).",
+                    evidence, anchor="containerd-v3")
+    if not nvidia and unreadable:
+        return unknown(f"no NVIDIA runtime entry in the readable containerd files, and {', '.join(unreadable)} could "
+                       "not be read", evidence, fix="Run the doctor as root.")
+    if not nvidia:
+        return skip("no NVIDIA runtime entry in the containerd configuration (runtime-configured says whether one "
+                    "is expected)", evidence)
+    names = sorted({f"{e['name']} ({e['plugin']}, {e['runtime_type']})" for _, _, _, e in nvidia})
+    return ok(f"containerd NVIDIA runtime entries are in the right section with a runtime type: {', '.join(names)}",
+              evidence)
+# --8<-- [end:containerd-runtime-entry]

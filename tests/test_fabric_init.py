@@ -1,0 +1,75 @@
+"""The NVML fabric probe against stand-in bindings (no NVSwitch host is at hand), and the kernel-log parser of GPU
+initialisation failures on log forms the scenarios do not carry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pynvml
+from gpu_runbook.parsers.proc import gpu_init_failures
+from gpu_runbook.probes.nvml import _fabric
+
+
+class _Info:
+    """A fabric-info struct as the bindings build it, filled by the call."""
+
+    def __init__(self) -> None:
+        self.state, self.status, self.cliqueId = 0, 0, 0
+
+
+class _Bindings:
+    """Stand-in pynvml: `fail` maps a call name to the NVMLError class it raises."""
+
+    def __init__(self, fail: dict[str, type], state: int = 3) -> None:
+        self.fail, self.state, self.calls = fail, state, []
+        self.c_nvmlGpuFabricInfoV_t = _Info
+        self.c_nvmlGpuFabricInfo_t = _Info
+
+    def __getattr__(self, name: str) -> Any:
+        if not name.startswith("nvmlDeviceGetGpuFabricInfo"):
+            raise AttributeError(name)
+
+        def call(_handle: Any, info: _Info) -> int:
+            self.calls.append(name)
+            if name in self.fail:
+                raise self.fail[name]()
+            info.state, info.status, info.cliqueId = self.state, 0, 7
+            return 0
+
+        return call
+
+
+def test_fabric_falls_back_to_the_older_call_on_drivers_without_the_v_form() -> None:
+    bindings = _Bindings({"nvmlDeviceGetGpuFabricInfoV": pynvml.NVMLError_FunctionNotFound})
+    assert _fabric(bindings, object()) == {"state": 3, "status": 0, "clique_id": 7,
+                                           "api": "nvmlDeviceGetGpuFabricInfo"}
+    assert bindings.calls == ["nvmlDeviceGetGpuFabricInfoV", "nvmlDeviceGetGpuFabricInfo"]
+
+
+def test_fabric_records_not_supported_without_a_second_call() -> None:
+    bindings = _Bindings({"nvmlDeviceGetGpuFabricInfoV": pynvml.NVMLError_NotSupported})
+    result = _fabric(bindings, object())
+    assert result["error"]["name"] == "NVMLError_NotSupported"
+    assert bindings.calls == ["nvmlDeviceGetGpuFabricInfoV"]
+
+
+def test_fabric_in_progress_is_reported_as_such() -> None:
+    assert _fabric(_Bindings({}, state=2), object())["state"] == 2
+
+
+def test_fabric_with_bindings_that_have_no_fabric_structs() -> None:
+    class Old:
+        pass
+
+    assert _fabric(Old(), object())["error"]["name"] == "AttributeError"
+
+
+def test_init_failures_in_a_journald_export() -> None:
+    """journalctl -k keeps the kernel's lines; a syslog forward may join continuation lines with #012."""
+    log = ("Jun 02 kernel: NVRM: The NVIDIA GPU 0000:b3:00.0#012NVRM: (PCI ID: 10de:26b5) installed in this system "
+           "has#012NVRM: fallen off the bus and is not responding to commands.\n"
+           "Jun 02 kernel: NVRM: GPU6 RmInitAdapter: Cannot initialize GSP firmware RM\n"
+           "Jun 02 kernel: NVRM: GPU 0000:A1:00.0: RmInitAdapter failed! (0x61:0x56:1770)\n")
+    found = [(f.kind, f.pci, f.detail) for f in gpu_init_failures(log)]
+    assert found == [("fell-off-at-probe", "0000:b3:00.0", "PCI ID 10de:26b5"), ("gsp-boot", "", ""),
+                     ("rm-init", "0000:a1:00.0", "fetching the GSP firmware: NV_ERR_NOT_SUPPORTED")]
