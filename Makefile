@@ -8,7 +8,7 @@ WHEEL_PLATFORMS ?= manylinux_2_28_x86_64 manylinux2014_x86_64
 WHEELHOUSE ?= wheelhouse
 PYTEST_ARGS ?=
 
-.PHONY: serve build test lint test-gpu wheelhouse error-index clean
+.PHONY: serve build test lint test-gpu wheelhouse error-index clean pyz image
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "the site tools need Python >= 3.11 (set PYTHON=python3.11 or newer)")'
@@ -38,9 +38,27 @@ lint: $(VENV)/.test-installed
 	$(BIN)/ruff check snippets tests docs/hooks notebooks
 	$(BIN)/vermin --no-tips --violations -t=3.9- --eval-annotations snippets/gpu_runbook
 
-## test: everything CI runs: ruff + vermin, unit, scenarios, CLI, notebooks (papermill + nbval), site build, browser
-test: $(VENV)/.test-installed
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+## test: everything CI runs: ruff + vermin, unit, scenarios, CLI, notebooks (papermill + nbval), site build, browser,
+## and the single-file doctor built by `make pyz`, run under every Python 3.9+ found here
+test: $(VENV)/.test-installed pyz
+	GPU_RUNBOOK_PYZ=$(CURDIR)/gpu-runbook.pyz $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## pyz: gpu-runbook.pyz, the doctor as one file: `python3 gpu-runbook.pyz check` with nothing installed (3.9-3.13)
+# Its .pyc files are compiled by PYZ_PYTHON, the Python it will mostly run under; others compile the source.
+PYZ_PYTHON ?= $(PYTHON)
+pyz: gpu-runbook.pyz
+
+## image: the node-problem-detector DaemonSet image (NPD + python3 + the pyz): make image IMAGE=<registry>/<name>:<tag>
+# ENGINE=docker works too; NPD_IMAGE overrides the base (packaging/Containerfile names the default).
+ENGINE ?= podman
+IMAGE ?=
+image: pyz
+	@test -n "$(IMAGE)" || { echo "image: set IMAGE=<registry>/<name>:<tag>" >&2; exit 2; }
+	rm -rf build/image && mkdir -p build/image && cp gpu-runbook.pyz build/image/
+	$(ENGINE) build -f packaging/Containerfile $(if $(NPD_IMAGE),--build-arg NPD_IMAGE=$(NPD_IMAGE)) -t $(IMAGE) build/image
+
+gpu-runbook.pyz: packaging/build_pyz.py $(shell find snippets/gpu_runbook -name '*.py' -o -name '*.json' 2>/dev/null)
+	$(PYTHON) packaging/build_pyz.py -o $@ --compile-with "$$(command -v $(PYZ_PYTHON))"
 
 ## test-gpu: on a host with an NVIDIA GPU: GPU tests + notebooks on the live host, recorded in tests/gpu/runs/
 test-gpu:
@@ -62,4 +80,4 @@ error-index: $(VENV)/.test-installed
 	$(BIN)/python tests/tools/gen_error_index.py
 
 clean:
-	rm -rf site .cache .pytest_cache
+	rm -rf site .cache .pytest_cache gpu-runbook.pyz

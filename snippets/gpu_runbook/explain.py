@@ -115,12 +115,27 @@ def parse_query(text: str, spec: dict[str, Any]) -> Query:
 _CACHE: dict[str, dict[str, Any]] = {}
 
 
+def _read_index(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        if path != INDEX_PATH:
+            raise
+        # In the single-file doctor (gpu-runbook.pyz) the package is inside a zip: its loader reads it.
+        import pkgutil
+
+        raw = pkgutil.get_data("gpu_runbook", INDEX_PATH.name)
+        if raw is None:
+            raise
+        return raw.decode("utf-8")
+
+
 def load_index(path: Path = INDEX_PATH) -> dict[str, Any]:
     """The explain index (cached per path); an empty but valid index when the file is missing or unreadable."""
     key = str(path)
     if key not in _CACHE:
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(_read_index(path))
             if not isinstance(data, dict) or data.get("spec_version") != SPEC_VERSION:
                 raise ValueError("not an explain index of this version")
         except (OSError, ValueError):

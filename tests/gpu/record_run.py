@@ -56,6 +56,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--junit")
     parser.add_argument("--out-dir", default=str(REPO / "tests" / "gpu" / "runs"))
+    parser.add_argument("--bench", help="benchmarks/bench_check.py --json output to keep in the record")
     args = parser.parse_args()
 
     # Redacted like `collect --redact`: the record is committed, so no UUID, serial or hostname goes in it.
@@ -91,6 +92,9 @@ def main() -> int:
             "collect (in-process)": snapshot.probe.get("elapsed_seconds"),
         },
     }
+    if args.bench and os.path.exists(args.bench):
+        with open(args.bench, encoding="utf-8") as handle:
+            record["benchmark"] = json.load(handle)
     slug = re.sub(r"[^a-z0-9]+", "-", str(record["gpu"]).lower()).strip("-")
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

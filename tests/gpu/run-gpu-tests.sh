@@ -35,7 +35,11 @@ status=${PIPESTATUS[0]}
 nbval=${PIPESTATUS[0]}
 # A redacted live snapshot: the real capture that healthy-host scenarios are built from.
 "$PY" -m gpu_runbook collect --redact --force -o "$OUT/snapshot-live.json"
-"$PY" tests/gpu/record_run.py --junit "$OUT/gpu-junit.xml" | tee "$OUT/record.txt"
+# Whole-process time of `gpu-runbook check` next to `nvidia-smi -q` (median of 11 alternating runs) and
+# where it goes; record_run.py puts it into the run record (the Performance page shows it).
+"$PY" benchmarks/bench_check.py --runs 11 --json "$OUT/bench-check.json" > "$OUT/bench-check.txt" 2>&1 \
+  || echo "test-gpu: benchmark failed (see $OUT/bench-check.txt); the record will have no benchmark" >&2
+"$PY" tests/gpu/record_run.py --junit "$OUT/gpu-junit.xml" --bench "$OUT/bench-check.json" | tee "$OUT/record.txt"
 record=${PIPESTATUS[0]}
 cp tests/gpu/runs/*.json "$OUT/" 2>/dev/null || true
 echo "test-gpu: pytest exit $status, nbval exit $nbval, record exit $record"

@@ -11,15 +11,20 @@ import time
 from typing import Any, Optional
 
 from gpu_runbook import __version__
+from gpu_runbook.engines import engines_summary
 from gpu_runbook.probes import plan
-from gpu_runbook.probes.commands import run_command
-from gpu_runbook.probes.devopen import probe_open_tests
+from gpu_runbook.probes.commands import KILL_GRACE_S, run_command
+from gpu_runbook.probes.devopen import finish_open_tests, start_open_tests
+from gpu_runbook.probes.engines import probe_users
 from gpu_runbook.probes.host import expand, list_dir, read_file, stat_path
 from gpu_runbook.probes.nvml import probe_nvml_finish, probe_nvml_start
+from gpu_runbook.probes.pci import probe_pci
 from gpu_runbook.snapshot import SCHEMA_VERSION
 
 # At most this much of the deadline is kept back for killing hung probes and printing the report.
 KILL_RESERVE_S = 1.5
+# Time the engines summary needs (importing the checks' runtime-mode rules); skipped when less is left.
+ENGINES_SUMMARY_S = 2.0
 # How long the live probes wait for /dev to be recorded first (it takes milliseconds).
 DEV_WAIT_S = 1.0
 
@@ -61,13 +66,19 @@ class HostReader(threading.Thread):
     driver), and the rest is simply not in the snapshot. Commands and NVML run meanwhile.
     """
 
-    def __init__(self, root: str, extra_paths: tuple[str, ...] = ()) -> None:
+    def __init__(self, root: str, extra_paths: tuple[str, ...] = (), hold_after_dev: bool = False) -> None:
         super().__init__(name="gpu-runbook-host-reader", daemon=True)
         self.root = root
         self.extra_paths = extra_paths
         # Set once /dev is recorded: the live probes wait for it (see collect()).
         self.dev_recorded = threading.Event()
-        self.tables: dict[str, dict[str, Any]] = {"files": {}, "paths": {}, "dirs": {}}
+        # With hold_after_dev, the reader waits after /dev (at most DEV_WAIT_S) until this is set: the
+        # parent starts its child processes meanwhile, which takes tens of milliseconds instead of one
+        # when this thread competes for the interpreter lock.
+        self.go_on = threading.Event()
+        if not hold_after_dev:
+            self.go_on.set()
+        self.tables: dict[str, dict[str, Any]] = {"files": {}, "paths": {}, "dirs": {}, "pci": {}, "users": {}}
         self.current: Optional[tuple[str, str]] = None
         self._lock = threading.Lock()
         self._abandoned = False
@@ -95,10 +106,16 @@ class HostReader(threading.Thread):
             self._list(plan.DEV_DIRS)
         finally:
             self.dev_recorded.set()
+        self.go_on.wait(DEV_WAIT_S)
         self._each("files", plan.FILES, lambda p: read_file(self.root, p, plan.MAX_FILE_BYTES))
         rest = tuple(p for p in plan.PATHS + self.extra_paths if p not in plan.DEV_PATHS)
         self._each("paths", rest, lambda p: stat_path(self.root, p))
         self._list(tuple(p for p in plan.DIRS if p not in plan.DEV_DIRS))
+        # Each user's own engine configuration (rootless Docker, Podman, user units), bounded by the plan.
+        probe_users(self.root, self._record, lambda path: setattr(self, "current", ("paths", path)))
+        # Last: config-space reads of a bridge behind a sick device are the likeliest to be slow.
+        probe_pci(self.root, lambda key, value: self._record("pci", key, value),
+                  lambda path: setattr(self, "current", ("pci", path)))
         self.current = None
 
     def _list(self, directories: tuple[str, ...]) -> None:
@@ -169,6 +186,59 @@ def driver_root_env(env: dict[str, str], roots: tuple[str, ...] = plan.DRIVER_RO
     return env, None
 
 
+def _run_tool(names: list[str], stop_at: float, env: dict[str, str], out: dict[str, Any]) -> None:
+    """One tool's commands in plan order. A tool that hung once hangs again (and one stuck in the kernel
+    cannot be killed): starting another copy would only add to the pile on a sick host."""
+    hung = False
+    for name in names:
+        command = plan.COMMANDS[name]
+        if hung:
+            out[name] = {"argv": list(command.argv), "error": "skipped",
+                         "detail": f"{command.argv[0]} already hung in this run; not started again"}
+            continue
+        out[name] = run_command(command.argv, min(command.timeout, stop_at - time.monotonic()), env)
+        hung = out[name].get("error") == "timeout"
+
+
+def toolkit_root_env(env: dict[str, str], roots: tuple[str, ...] = plan.TOOLKIT_ROOTS
+                     ) -> tuple[dict[str, str], Optional[str]]:
+    """The environment for the TOOLKIT_ROOT_PROGRAMS: PATH extended with the GPU Operator's toolkit directory
+    when the host has no nvidia-ctk of its own; returns it and the directory used, if any."""
+    if shutil.which("nvidia-ctk", path=env.get("PATH", os.defpath)):
+        return env, None
+    for toolkit_root in roots:
+        if os.path.isfile(os.path.join(toolkit_root, "nvidia-ctk")):
+            return dict(env, PATH=os.pathsep.join([env.get("PATH", os.defpath), toolkit_root])), toolkit_root
+    return env, None
+
+
+def run_commands(stop_at: float, env: dict[str, str],
+                 tool_envs: Optional[dict[str, dict[str, str]]] = None) -> dict[str, Any]:
+    """Run the plan's commands, one thread per tool: different tools at once, one tool's commands one
+    after another (so a hung tool is never started twice). Returns the facts in plan order.
+
+    Each command carries its own timeout and is killed with its group, so every thread ends by
+    `stop_at` plus the kill grace; a thread that still has not (its Popen stuck) leaves "deadline" facts.
+    """
+    by_tool: dict[str, list[str]] = {}
+    for name, command in plan.COMMANDS.items():
+        by_tool.setdefault(command.argv[0], []).append(name)
+    out: dict[str, Any] = {}
+    threads = [threading.Thread(target=_run_tool, args=(names, stop_at, (tool_envs or {}).get(tool, env), out),
+                                daemon=True,
+                                name=f"gpu-runbook-{tool}") for tool, names in by_tool.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(stop_at - time.monotonic(), 0.0) + 2 * KILL_GRACE_S)
+    facts: dict[str, Any] = {}
+    for name, command in plan.COMMANDS.items():
+        # dict.get is atomic under the GIL: a late thread's write is simply not seen.
+        facts[name] = out.get(name) or {"argv": list(command.argv), "error": "deadline",
+                                        "detail": "did not finish before the collection deadline"}
+    return facts
+
+
 def collect(root: str = "/", deadline: float = plan.DEFAULT_DEADLINE_S,
             live: Optional[bool] = None, environ: Optional[dict[str, str]] = None,
             driver_roots: tuple[str, ...] = plan.DRIVER_ROOTS) -> dict[str, Any]:
@@ -190,11 +260,16 @@ def collect(root: str = "/", deadline: float = plan.DEFAULT_DEADLINE_S,
     probe_env, driver_root = driver_root_env(env, driver_roots) if live and root == "/" else (env, None)
     if driver_root:
         notes.append(f"no nvidia-smi on PATH: using the containerised driver at {driver_root} for tools and NVML")
+    toolkit_env, toolkit_root = toolkit_root_env(probe_env) if live and root == "/" else (probe_env, None)
+    if toolkit_root:
+        notes.append(f"no nvidia-ctk on PATH: running the GPU Operator's at {toolkit_root}")
 
     # Paths named by this process's environment describe this machine only: not under another root.
-    reader = HostReader(root, plan.env_paths(env) if root == "/" else ())
+    reader = HostReader(root, plan.env_paths(env) if root == "/" else (), hold_after_dev=live)
     reader.start()
     nvml_proc = None
+    opens_proc = None
+    opens_started = time.monotonic()
     if live:
         # /dev first, as found: running as root, NVML and nvidia-smi create missing /dev/nvidia* nodes
         # themselves (the driver's ModifyDeviceFiles behaviour), which would hide the very fault.
@@ -203,26 +278,22 @@ def collect(root: str = "/", deadline: float = plan.DEFAULT_DEADLINE_S,
             nvml_proc = probe_nvml_start(probe_env)
         except OSError as exc:
             notes.append(f"NVML probe could not start: {exc}")
+        # Only at root "/": under --root the nodes opened would be this machine's, not the host's.
+        # Started beside the NVML child, so that the two Python start-ups overlap the commands.
+        opens_started = time.monotonic()
+        opens_proc = start_open_tests(probe_env) if root == "/" else None
+    reader.go_on.set()
 
     commands: dict[str, Any] = {}
     nvml: dict[str, Any]
     opens: dict[str, Any]
     if live:
-        hung: set[str] = set()
-        for name, command in plan.COMMANDS.items():
-            if command.argv[0] in hung:
-                # A tool that hung once hangs again (and one stuck in the kernel cannot be killed):
-                # starting another copy would only add to the pile on a sick host.
-                commands[name] = {"argv": list(command.argv), "error": "skipped",
-                                  "detail": f"{command.argv[0]} already hung in this run; not started again"}
-                continue
-            remaining = stop_at - time.monotonic()
-            commands[name] = run_command(command.argv, min(command.timeout, remaining), probe_env)
-            if commands[name].get("error") == "timeout":
-                hung.add(command.argv[0])
-        # Only at root "/": under --root the nodes opened would be this machine's, not the host's.
-        opens = (probe_open_tests(min(plan.OPEN_TEST_TIMEOUT_S, stop_at - time.monotonic()), probe_env)
-                 if root == "/" else {"skipped": f"root is {root}"})
+        commands = run_commands(stop_at, probe_env, {p: toolkit_env for p in plan.TOOLKIT_ROOT_PROGRAMS})
+        if root != "/":
+            opens = {"skipped": f"root is {root}"}
+        else:
+            opens_left = min(opens_started + plan.OPEN_TEST_TIMEOUT_S, stop_at) - time.monotonic()
+            opens = finish_open_tests(opens_proc, opens_left)
         if nvml_proc is not None:
             remaining = min(plan.NVML_TIMEOUT_S, stop_at - time.monotonic())
             nvml = probe_nvml_finish(nvml_proc, remaining, started)
@@ -252,6 +323,11 @@ def collect(root: str = "/", deadline: float = plan.DEFAULT_DEADLINE_S,
         "files": tables["files"],
         "paths": tables["paths"],
         "dirs": tables["dirs"],
+        "pci": tables["pci"],
+        "users": tables["users"],
+        # The engine summary loads the checks' mode rules (about a second): only while the deadline allows.
+        "engines": engines_summary(dict(tables, commands=commands)) if stop_at - time.monotonic() > ENGINES_SUMMARY_S
+        else {"!skipped": {"detail": "no time left before the deadline; check derives the engines itself"}},
         "commands": commands,
         "nvml": nvml,
         "opens": opens,
@@ -262,6 +338,7 @@ def collect(root: str = "/", deadline: float = plan.DEFAULT_DEADLINE_S,
             "live": live,
             "blocked_on": blocked_on,
             "driver_root": driver_root,
+            "toolkit_root": toolkit_root,
             "dev_changes": dev_changes,
             "notes": notes,
         },

@@ -15,10 +15,14 @@ import errno
 import json
 import os
 import sys
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from gpu_runbook.probes import plan
-from gpu_runbook.probes.children import finish_child, start_child
+
+# The parent's helpers (subprocess and friends) are imported where used: the child that runs this
+# module as __main__ then starts faster.
+if TYPE_CHECKING:
+    import subprocess
 
 
 def open_test(path: str) -> dict[str, Any]:
@@ -39,19 +43,35 @@ def child_main() -> int:
     return 0
 
 
-def probe_open_tests(timeout: float, env: Optional[dict[str, str]] = None) -> dict[str, Any]:
-    """Run the open tests in a child process; a hang or crash is recorded, never raised."""
-    if timeout <= 0:
-        return {"error": "deadline"}
+def start_open_tests(env: Optional[dict[str, str]] = None) -> Union[subprocess.Popen[bytes], dict[str, Any]]:
+    """Start the open-test child (collected later by finish_open_tests), or the fact of why it did not start."""
+    from gpu_runbook.probes.children import start_child
+
     try:
-        proc = start_child("gpu_runbook.probes.devopen", env)
+        return start_child("gpu_runbook.probes.devopen", env)
     except OSError as exc:
         return {"error": "not-started", "detail": str(exc)}
-    result = finish_child(proc, timeout)
+
+
+def finish_open_tests(started: Union[subprocess.Popen[bytes], dict[str, Any], None],
+                      timeout: float) -> dict[str, Any]:
+    """The open tests' results; a hang (killed after `timeout`) or a crash is recorded, never raised."""
+    if started is None or isinstance(started, dict):
+        return started or {"error": "not-started", "detail": "no open-test child"}
+    from gpu_runbook.probes.children import finish_child
+
+    result = finish_child(started, timeout)
     if result.payload is None:
         detail = f"open() did not return: {result.detail}" if result.error == "timeout" else result.detail
         return {"error": result.error, "detail": f"open-test child {detail}"}
     return result.payload
+
+
+def probe_open_tests(timeout: float, env: Optional[dict[str, str]] = None) -> dict[str, Any]:
+    """Run the open tests in a child process and wait for them (at most `timeout` seconds)."""
+    if timeout <= 0:
+        return {"error": "deadline"}
+    return finish_open_tests(start_open_tests(env), timeout)
 
 
 if __name__ == "__main__":

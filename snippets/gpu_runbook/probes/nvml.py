@@ -8,12 +8,14 @@ recorded as a fact: {"error": {"name": "NVMLError_Unknown", "code": 999, "messag
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from gpu_runbook.probes.children import finish_child, start_child
+# The parent's helpers (subprocess and friends) are imported where used: the child, which runs this
+# module as __main__, then only pays for json and pynvml.
+if TYPE_CHECKING:
+    import subprocess
 
 
 def error_fact(exc: BaseException) -> dict[str, Any]:
@@ -50,6 +52,35 @@ def _call(fn: Callable[..., Any], *args: Any) -> Any:
         return _text(fn(*args))
     except Exception as exc:  # every NVMLError subclass, AttributeError for old bindings, ...
         return error_fact(exc)
+
+
+def _fabric(nvml: Any, handle: Any) -> Any:
+    """The GPU's registration with an NVLink fabric (NVSwitch, NVL72), as Fabric Manager left it.
+
+    {"state": 0-3, "status": nvmlReturn_t, "clique_id": int, "api": the call}; state 0 NOT_SUPPORTED (no fabric,
+    or a GPU before Hopper), 1 NOT_STARTED, 2 IN_PROGRESS, 3 COMPLETED; status is the outcome once completed
+    (0 = success). Older drivers lack nvmlDeviceGetGpuFabricInfoV (leptonai/gpud#1183 saw it missing on 535);
+    they have only the first form.
+    """
+    result: Any = {"error": {"name": "AttributeError", "message": "no GPU fabric calls in these NVML bindings"}}
+    for call, struct in (("nvmlDeviceGetGpuFabricInfoV", "c_nvmlGpuFabricInfoV_t"),
+                         ("nvmlDeviceGetGpuFabricInfo", "c_nvmlGpuFabricInfo_t")):
+        make = getattr(nvml, struct, None)
+        if not callable(make):
+            continue
+        try:
+            info = make()
+        except Exception as exc:  # a struct the bindings cannot build
+            result = error_fact(exc)
+            continue
+        result = _call(_fn(nvml, call), handle, info)
+        if isinstance(result, dict) and "error" in result:
+            if result["error"].get("name") in ("NVMLError_FunctionNotFound", "AttributeError"):
+                continue  # a driver before 550: try the older call
+            return result
+        return {"state": getattr(info, "state", None), "status": getattr(info, "status", None),
+                "clique_id": getattr(info, "cliqueId", None), "api": call}
+    return result
 
 
 def _device(nvml: Any, index: int) -> dict[str, Any]:
@@ -90,6 +121,7 @@ def _device(nvml: Any, index: int) -> dict[str, Any]:
         device["remapped_rows"] = rows
     memory = _call(_fn(nvml, "nvmlDeviceGetMemoryInfo"), handle)
     device["memory_total_bytes"] = memory if isinstance(memory, dict) else getattr(memory, "total", None)
+    device["fabric"] = _fabric(nvml, handle)
     if isinstance(device.get("cuda_compute_capability"), tuple):
         device["cuda_compute_capability"] = list(device["cuda_compute_capability"])
     return device
@@ -140,12 +172,16 @@ def child_main() -> int:
 
 def probe_nvml_start(env: Optional[dict[str, str]] = None) -> subprocess.Popen[bytes]:
     """Start the NVML child; the caller collects it with probe_nvml_finish (so other probes run meanwhile)."""
+    from gpu_runbook.probes.children import start_child
+
     return start_child("gpu_runbook.probes.nvml", env)
 
 
 def probe_nvml_finish(proc: subprocess.Popen[bytes], timeout: float,
                       since: Optional[float] = None) -> dict[str, Any]:
     """The NVML facts, or an error fact when the child hung ("timeout"), died or printed nonsense."""
+    from gpu_runbook.probes.children import finish_child
+
     result = finish_child(proc, timeout, since)
     if result.payload is None:
         detail = {"timeout": "NVML did not answer: {}", "crashed": "NVML probe {}",
