@@ -52,7 +52,8 @@ def test_check_only_runs_the_named_checks(snapshot_file: Path) -> None:
 def test_text_output_is_one_line_per_check_with_the_page(snapshot_file: Path) -> None:
     code, out, _ = run_cli("check", "--snapshot", str(snapshot_file), "--no-color")
     lines = out.splitlines()
-    assert lines[0].startswith("FAIL") and "nvml-init" in lines[0]
+    assert lines[0].startswith("gpu-runbook ")  # the header: what was judged, where, when
+    assert lines[1].startswith("FAIL") and "nvml-init" in lines[1]
     assert any("read: http" in line and "nvml-unknown-error" in line for line in lines)
     assert "\033[" not in out
     assert code == 1

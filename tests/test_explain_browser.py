@@ -77,8 +77,9 @@ def _search(page, query: str) -> list[str]:
     found: list[str] = []
     for attempt in range(60):
         page.wait_for_timeout(100)
-        if results.count():
-            hrefs = [results.nth(i).get_attribute("href") or "" for i in range(min(results.count(), 12))]
+        # One read of the list: it may re-render between a count and a later nth(i), which then waits 30 s.
+        hrefs = results.evaluate_all("as => as.slice(0, 12).map(a => a.getAttribute('href') || '')")
+        if hrefs:
             paths = [h.split("?")[0].split("#")[0] for h in hrefs]
             found = list(dict.fromkeys("/".join(path.rsplit("/", 2)[-2:]) for path in paths))
             break

@@ -8,6 +8,8 @@ Shortcodes (an unknown one fails the build):
 - `<!-- md:versions -->`   the versions the page was checked against (front matter `versions:`, `checked:`)
 - `<!-- md:explain-box -->` the "Paste an error" box (assets/javascripts/explain.js, offline, in the browser)
 - `<!-- md:error-index -->`  every known error string and signature, with the page it leads to
+- `<!-- md:diagram NAME -->` an SVG drawn at build time from the code (docs/hooks/diagrams.py: stack, triage,
+  sharing, recovery)
 - `<!-- md:explain-accuracy -->` how often `explain` names the right page for the real-report corpus (dev, test)
 
 After the build, the explain index (snippets/gpu_runbook/explain_index.json, the one `gpu-runbook explain`
@@ -195,6 +197,20 @@ def collection_plan() -> str:
             "At root `/` only, and only absolute paths without `..` or glob characters:", "",
             *[f"- `${name}{suffix}`" for name, suffixes in plan.ENV_PATHS.items() for suffix in suffixes], "",
             "### Directories listed", "", *[f"- `{p}`" for p in plan.DIRS], "",
+            "### Each user's engine files", "",
+            f"Users from `{'`, `'.join(plan.USER_SOURCES)}` (only name, uid, gid, home and group ids are kept): "
+            f"every lingering user, then accounts with uid ≥ {plan.USER_MIN_UID} and a home other than "
+            f"`{'`, `'.join(plan.USER_NO_HOMES)}`, at most {plan.MAX_USERS}. For each, these files are read "
+            "and these paths examined (lstat):", "",
+            *[f"- `{p}`" for p in plan.USER_FILES + plan.USER_PATHS], "",
+            "### PCI functions (probes/pci.py)", "",
+            f"`{plan.PCI_DEVICES}` is listed (at most {plan.PCI_MAX_LISTED} entries) and each function's `vendor` "
+            "is read. For vendors " + ", ".join(f"`{v:#06x}`" for v in plan.PCI_KEEP_VENDORS) + " and every bridge "
+            f"on their sysfs paths (at most {plan.PCI_MAX_KEPT} functions): "
+            + ", ".join(f"`{a}`" for a in plan.PCI_ATTRS) + ", the targets of the "
+            + ", ".join(f"`{a}`" for a in plan.PCI_LINKS) + f" links and `{plan.PCI_IOMMU_GROUP_TYPE}`; for "
+            f"bridges, the first {plan.PCI_CONFIG_BYTES} bytes of `config` (the kernel returns 64 to non-root "
+            "readers), of which only the ACS registers and the extended capability ids are kept.", "",
             "### Device nodes opened (the open test)", "",
             f"Opened read-only and non-blocking in a child process, closed at once (no read, no ioctl), "
             f"killed after {plan.OPEN_TEST_TIMEOUT_S:g} s; only on the live host. The errno tells a cgroup "
@@ -206,6 +222,11 @@ def collection_plan() -> str:
             f"`{'`, `'.join(plan.DRIVER_ROOT_BIN)}` appended to PATH and its library directories to "
             "LD_LIBRARY_PATH. The snapshot notes which root was used.", "",
             *[f"- `{p}`" for p in plan.DRIVER_ROOTS], "",
+            "### GPU Operator toolkit directories", "",
+            "When the host has no `" + "`, `".join(plan.TOOLKIT_ROOT_PROGRAMS) + "` on its PATH, that program "
+            "(and only that one) runs with the first of these directories that holds it appended to PATH: the "
+            "GPU Operator installs the toolkit there. The snapshot notes which directory was used.", "",
+            *[f"- `{p}`" for p in plan.TOOLKIT_ROOTS], "",
             "### Environment variables recorded", "", *[f"- `{p}`" for p in plan.ENV_NAMES], ""]
     return "\n".join(out)
 
@@ -254,6 +275,23 @@ def _validate_front_matter(page: Any) -> None:
             raise PluginError(f"{src}: front matter names unknown check {check_id!r}")
 
 
+def _diagrams() -> Any:
+    """docs/hooks/diagrams.py, loaded by path (mkdocs loads hooks by path, not as a package)."""
+    import importlib.util
+    import sys
+
+    module = sys.modules.get("gpu_runbook_site_diagrams")
+    if module is None:
+        spec = importlib.util.spec_from_file_location("gpu_runbook_site_diagrams",
+                                                      os.path.join(os.path.dirname(__file__), "diagrams.py"))
+        if spec is None or spec.loader is None:
+            raise PluginError("docs/hooks/diagrams.py cannot be loaded")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["gpu_runbook_site_diagrams"] = module
+        spec.loader.exec_module(module)
+    return module
+
+
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
     _validate_front_matter(page)
 
@@ -275,6 +313,8 @@ def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str:
             return error_index()
         if name == "explain-accuracy":
             return explain_accuracy()
+        if name == "diagram":
+            return _diagrams().render(match.group(2), page, config, files)
         raise PluginError(f"{page.file.src_uri}: unknown shortcode md:{name}")
 
     return SHORTCODE.sub(expand, markdown)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Optional, TextIO
 
 from gpu_runbook import __version__
@@ -55,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Read-only GPU doctor: findings that link to the runbook page that "
                                             "fixes them.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="{collect,check,list,explain}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="{collect,check,report,list,explain}")
 
     def host_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--root", type=_root_dir, default="/",
@@ -78,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--snapshot", help="judge this snapshot file ('-' for stdin) instead of the live host")
     check.add_argument("--format", choices=[f.value for f in OutputFormat], default=OutputFormat.TEXT.value)
     check.add_argument("--only", help="comma-separated check ids to run (see `gpu-runbook list`)")
-    check.add_argument("--no-color", action="store_true", help="no colour even on a terminal")
+    check.add_argument("--no-color", action="store_true", help="no colour even on a terminal (NO_COLOR too)")
+    check.add_argument("-v", "--verbose", action="store_true",
+                       help="text format: list every check that passed or did not apply, not one line for each group")
     check.add_argument("--redact", action="store_true", help=REDACT_HELP)
 
     explain = sub.add_parser("explain", help="rank the runbook pages for pasted error text (a message, a log, "
@@ -86,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("message", nargs="+", help="the error text ('-' reads it from standard input)")
     explain.add_argument("--json", action="store_true",
                          help="as JSON: page, title, url, matched, score, level (match/likely/possible), why")
+
+    report = sub.add_parser("report", help="judge many nodes' snapshots (files, directories, .json.gz) and "
+                                           "print, per finding, how many nodes and which")
+    report.add_argument("paths", nargs="+", metavar="PATH", help="a snapshot file or a directory of them")
+    report.add_argument("--format", choices=["text", "json", "markdown", "html"], default="text")
+    report.add_argument("--jobs", type=int, default=0,
+                        help="worker processes (default: one per CPU, at most 8; 1 judges in this process)")
 
     listing = sub.add_parser("list", help="print the check catalogue")
     listing.add_argument("--json", action="store_true", help="as JSON")
@@ -126,12 +137,66 @@ def _redactor(enabled: bool) -> Optional[Redactor]:
 def cmd_collect(args: argparse.Namespace, stdout: TextIO) -> int:
     from gpu_runbook.doctor import obtain_snapshot
 
-    snapshot, _ = obtain_snapshot(None, args.root, args.live, args.deadline)
+    with progress_line(sys.stderr, f"collecting from this host (deadline {args.deadline:g} s)"):
+        snapshot, _ = obtain_snapshot(None, args.root, args.live, args.deadline)
     redactor = _redactor(args.redact)
     if redactor is not None:
         snapshot = Snapshot(redactor.snapshot(snapshot.data))
     _write_output(args.output, snapshot.to_json() + "\n", args.force, stdout)
     return 0
+
+
+def _is_tty(stream: TextIO) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except (ValueError, OSError):
+        return False
+
+
+def _now() -> str:
+    import datetime
+
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+
+# A live collection usually takes well under a second; past this a terminal user is told what is going on.
+PROGRESS_AFTER_S = 1.0
+
+
+@contextlib.contextmanager
+def progress_line(stream: TextIO, text: str, enabled: bool = True,
+                  after: float = PROGRESS_AFTER_S) -> Iterator[None]:
+    """Say on `stream` (a terminal only) what is running when it takes longer than `after` seconds.
+
+    The line is written once, from a timer thread, and erased again when the work ends, so the
+    report that follows starts on a clean line. Nothing is written to a pipe or a file.
+    """
+    if not enabled or not _is_tty(stream):
+        yield
+        return
+    lock = threading.Lock()
+    shown = []
+
+    def show() -> None:
+        with lock:
+            if not shown:
+                stream.write(f"{PROG}: {text}\u2026")
+                stream.flush()
+                shown.append(True)
+
+    timer = threading.Timer(after, show)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        with lock:
+            if shown:
+                stream.write("\r\033[K")
+                stream.flush()
+            shown.append(False)
 
 
 def cmd_check(args: argparse.Namespace, stdout: TextIO) -> int:
@@ -140,15 +205,21 @@ def cmd_check(args: argparse.Namespace, stdout: TextIO) -> int:
     if args.snapshot and (args.root != "/" or args.live):
         raise UsageError("--snapshot judges a recorded host; it cannot be combined with --root or --live")
     redactor = _redactor(args.redact)
+    details: dict[str, str] = {}
     try:
-        findings, source = judge(args.snapshot, args.root, args.only, args.live, args.deadline,
-                                 redact=redactor.snapshot if redactor is not None else None)
+        with progress_line(sys.stderr, f"collecting from this host (deadline {args.deadline:g} s)",
+                           enabled=not args.snapshot):
+            findings, source = judge(args.snapshot, args.root, args.only, args.live, args.deadline,
+                                     redact=redactor.snapshot if redactor is not None else None, details=details)
     except DoctorError as exc:
         raise UsageError(str(exc)) from None
     fmt = OutputFormat(args.format)
-    colour = fmt is OutputFormat.TEXT and not args.no_color and stdout.isatty() and "NO_COLOR" not in os.environ
+    colour = fmt is OutputFormat.TEXT and not args.no_color and _is_tty(stdout) and not os.environ.get("NO_COLOR")
+    meta = {"source": source, "colour": colour, "verbose": args.verbose, "version": __version__,
+            "host": details.get("host", ""), "collected_at": details.get("collected_at", ""),
+            "engines": details.get("engines", ""), "generated_at": _now()}
     buffer = io.StringIO()
-    renderer_for(fmt)(findings, buffer, {"source": source, "colour": colour})
+    renderer_for(fmt)(findings, buffer, meta)
     # With --redact the rendered report passes the same mapping once more, for anything a renderer adds.
     stdout.write(redactor.text(buffer.getvalue()) if redactor is not None else buffer.getvalue())
     return exit_code(findings)
@@ -194,6 +265,23 @@ def cmd_explain(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int
     return 0 if any(m.level == MATCH for m in matches) else 1
 
 
+def cmd_report(args: argparse.Namespace, stdout: TextIO) -> int:
+    from gpu_runbook.fleet import ReportInputError, build_report
+    from gpu_runbook.render.fleet import ReportFormat
+    from gpu_runbook.render.fleet import renderer_for as report_renderer
+
+    if args.jobs < 0:
+        raise UsageError(f"--jobs must be 0 (one per CPU) or more: {args.jobs}")
+    try:
+        report = build_report(args.paths, args.jobs or None)
+    except ReportInputError as exc:
+        raise UsageError(f"report: {exc}") from None
+    if not report.judged and not report.unreadable:
+        raise UsageError("report: no snapshot files (*.json, *.json.gz) under " + ", ".join(args.paths))
+    report_renderer(ReportFormat(args.format))(report, stdout)
+    return report.exit_code()
+
+
 def cmd_list(args: argparse.Namespace, stdout: TextIO) -> int:
     from gpu_runbook.registry import load_checks
 
@@ -230,7 +318,8 @@ def main(argv: Optional[Sequence[str]] = None, stdout: Optional[TextIO] = None,
             return EXIT_UNKNOWN
         if args.command == "explain":
             return cmd_explain(args, stdout, stderr)
-        handler = {"collect": cmd_collect, "check": cmd_check, "list": cmd_list}[args.command]
+        handler = {"collect": cmd_collect, "check": cmd_check, "report": cmd_report,
+                   "list": cmd_list}[args.command]
         return handler(args, stdout)
     except UsageError as exc:
         stderr.write(f"{PROG}: error: {exc}\n")

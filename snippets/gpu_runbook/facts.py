@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any, Optional
 
+from gpu_runbook.parsers.operands import OPERATOR_TOOLKIT_CONFIG, OPERATOR_TOOLKIT_DIR
 from gpu_runbook.parsers.proc import (
     DriverVersion,
     mount_fstype,
@@ -115,14 +116,42 @@ def host_dev_fact(snapshot: Snapshot) -> bool:
 # --8<-- [end:host-dev]
 
 
-TOOLKIT_BINARIES = ("/usr/bin/nvidia-container-cli", "/usr/bin/nvidia-container-runtime",
-                    "/usr/bin/nvidia-ctk", "/usr/bin/nvidia-container-runtime-hook")
+TOOLKIT_PROGRAMS = ("nvidia-container-cli", "nvidia-container-runtime", "nvidia-ctk", "nvidia-container-runtime-hook")
+PACKAGE_TOOLKIT_CONFIG = "/etc/nvidia-container-runtime/config.toml"
+TOOLKIT_BINARIES = tuple(f"/usr/bin/{name}" for name in TOOLKIT_PROGRAMS)
+OPERATOR_TOOLKIT_BINARIES = tuple(f"{OPERATOR_TOOLKIT_DIR}/{name}" for name in TOOLKIT_PROGRAMS)
 
 
 @fact("toolkit_binaries")
 def toolkit_binaries_fact(snapshot: Snapshot) -> list[str]:
-    """Paths of NVIDIA Container Toolkit binaries present on the host (empty: not installed)."""
-    return [p for p in TOOLKIT_BINARIES if snapshot.path(p).get("kind") in ("file", "symlink")]
+    """Paths of NVIDIA Container Toolkit binaries present on the host, from the packages (/usr/bin) or the
+    GPU Operator's install (/usr/local/nvidia/toolkit); empty: not installed."""
+    return [p for p in TOOLKIT_BINARIES + OPERATOR_TOOLKIT_BINARIES
+            if snapshot.path(p).get("kind") in ("file", "symlink")]
+
+
+def has_program(binaries: Optional[list[str]], program: str) -> bool:
+    """Whether one of the toolkit binary paths is `program`, wherever it was installed.
+
+    >>> has_program(["/usr/local/nvidia/toolkit/nvidia-container-cli"], "nvidia-container-cli")
+    True
+    """
+    return any(path.rsplit("/", 1)[-1] == program for path in binaries or ())
+
+
+@fact("toolkit_config_path")
+def toolkit_config_path_fact(snapshot: Snapshot) -> str:
+    """The config.toml the `nvidia` runtime reads: the GPU Operator's when an engine's nvidia runtime is the
+    operator's wrapper, or when only the operator's file exists; /etc/nvidia-container-runtime/config.toml
+    otherwise."""
+    operator = snapshot.file(OPERATOR_TOOLKIT_CONFIG)
+    if operator.error == "not-collected" or operator.absent:
+        return PACKAGE_TOOLKIT_CONFIG
+    engine_files = [f.text or "" for path, f in snapshot.files_matching("/").items()
+                    if re.search(r"docker/daemon\.json|containerd/|/crio/|/rancher/", path)]
+    if any(OPERATOR_TOOLKIT_DIR + "/nvidia-container-runtime" in text for text in engine_files):
+        return OPERATOR_TOOLKIT_CONFIG
+    return OPERATOR_TOOLKIT_CONFIG if snapshot.file(PACKAGE_TOOLKIT_CONFIG).absent else PACKAGE_TOOLKIT_CONFIG
 
 
 @fact("kernel_driver")

@@ -6,6 +6,12 @@ A snapshot is written by `gpu-runbook collect` on the troubled host and judged a
 - ``paths``: host path -> lstat facts (``kind``, ``mode``, ``major``, ``minor``, ``uid``, ``gid``,
   ``target`` for links, ``selinux`` label) or ``{"error": ...}``
 - ``dirs``: host path -> ``{"entries": {name: link-target-or-null}}`` or ``{"error": ...}``
+- ``pci``: NVIDIA and Mellanox PCI functions and the bridges above them, keyed by sysfs path (see probes/pci.py)
+- ``users``: the accounts engine discovery looked at (probes/engines.py): name -> ``{"uid", "gid", "home",
+  "groups", "linger"}``; their own engine files are in ``files`` and ``paths``
+- ``engines``: what collect found (gpu_runbook/engines.py): id (``docker``, ``docker@alice``, ``containerd@rke2``)
+  -> ``{"kind", "user", "uid", "rootless", "found_by", "configs", "toolkit_config", "runtimes", "mode",
+  "mode_reason"}``; for people and aggregators, the checks derive the same from the raw facts
 - ``commands``: name -> ``{"argv", "exit", "stdout", "stderr", "seconds", "truncated"?}`` or ``{"error": ...}``;
   a long output keeps its end
 - ``nvml``: what NVML answered (see probes/nvml.py), or ``{"error": ...}`` / ``{"skipped": ...}``
@@ -28,7 +34,7 @@ SUPPORTED_SCHEMA_VERSIONS = (1,)
 # A real snapshot is tens of kilobytes; anything near this is not one.
 MAX_SNAPSHOT_BYTES = 32 * 1024 * 1024
 
-SECTIONS = ("host", "files", "paths", "dirs", "commands", "nvml", "opens", "env", "probe")
+SECTIONS = ("host", "files", "paths", "dirs", "pci", "users", "engines", "commands", "nvml", "opens", "env", "probe")
 
 
 # Fact errors that mean "not there": the probe looked and found nothing (ABSENT), or did not look
@@ -179,6 +185,11 @@ class Snapshot:
         if "entries" in raw and not isinstance(raw["entries"], dict):
             return {"error": "malformed"}
         return raw
+
+    @property
+    def pci(self) -> dict[str, Any]:
+        """The PCI walk (probes/pci.py): sysfs path -> fact; empty when the snapshot has none."""
+        return _mapping(self.data.get("pci"))
 
     def command(self, name: str) -> CommandFact:
         raw = _mapping(self.data.get("commands")).get(name)

@@ -6,7 +6,9 @@
  * raises a QueryParseError and the box shows no results. Loaded before Material's bundle (as a polyfill, so
  * it also wraps the file:// iframe-worker shim), this wraps the search worker:
  * - outgoing queries lose the characters Lunr treats as syntax (the site's search separator splits on all of
- *   them anyway, so no word is lost);
+ *   them anyway, so no word is lost), and runs of non-ASCII characters become spaces: the pages are English,
+ *   and a report written in another language ("...其他pod把gpu资源占满了...") has its English words glued to its
+ *   own, which the separator does not split, so Lunr would find nothing at all;
  * - when `gpu-runbook explain` (explain.js, same index) finds a known error string or signature in the query,
  *   the articles of its pages go first, in its order; the rest keep Lunr's order. A query of plain words
  *   ("MIG", "persistence mode") is left to Lunr.
@@ -17,6 +19,7 @@
   if (!Base) return;
   var QUERY = 2, RESULT = 3;  // Material's SearchMessageType (SETUP 0, READY 1)
   var SYNTAX = /[:^~+\-*\\"]+/g;
+  var NON_ASCII = /[^\x00-\x7f]+/g;
   var lastQuery = "";
 
   function pageOf(location) {
@@ -49,7 +52,7 @@
     worker.postMessage = function (message, transfer) {
       if (message && message.type === QUERY && typeof message.data === "string") {
         lastQuery = message.data;
-        message = { type: QUERY, data: message.data.replace(SYNTAX, " ").replace(/\s+/g, " ").trim() };
+        message = { type: QUERY, data: message.data.replace(SYNTAX, " ").replace(NON_ASCII, " ").replace(/\s+/g, " ").trim() };
       }
       return transfer === undefined ? send(message) : send(message, transfer);
     };

@@ -62,6 +62,8 @@ FILES: tuple[str, ...] = (
     # container toolkit and runtimes
     "/etc/nvidia-container-runtime/config.toml",
     "/etc/nvidia-container-runtime/config.toml.d/*.toml",
+    # the GPU Operator's toolkit install (TOOLKIT_ROOTS below): the config its runtime and hook wrappers name
+    "/usr/local/nvidia/toolkit/.config/nvidia-container-runtime/config.toml",
     "/etc/docker/daemon.json",
     "/etc/containerd/config.toml",
     "/etc/containerd/conf.d/*.toml",
@@ -74,10 +76,48 @@ FILES: tuple[str, ...] = (
     "/var/run/cdi/*.yaml",
     "/var/run/cdi/*.json",
     "/etc/ld.so.conf.d/*.conf",
+    # container engines and who runs them (probes/engines.py adds each user's own files, USER_FILES below):
+    # systemd units and their drop-ins (Environment= lines name XDG_CONFIG_HOME / NVIDIA_CTK_CONFIG_FILE_PATH),
+    # RKE2/k3s's own containerd configuration and its template, Podman's containers.conf
+    "/etc/systemd/system/*.service",
+    "/etc/systemd/system/*.service.d/*.conf",
+    "/usr/lib/systemd/system/docker.service",
+    "/usr/lib/systemd/system/containerd.service",
+    "/usr/lib/systemd/system/crio.service",
+    "/usr/lib/systemd/system/podman.service",
+    "/usr/lib/systemd/system/k3s*.service",
+    "/usr/lib/systemd/system/rke2-*.service",
+    "/lib/systemd/system/docker.service",
+    "/lib/systemd/system/containerd.service",
+    "/var/lib/rancher/rke2/agent/etc/containerd/config.toml",
+    "/var/lib/rancher/rke2/agent/etc/containerd/config*.toml.tmpl",
+    "/var/lib/rancher/k3s/agent/etc/containerd/config.toml",
+    "/var/lib/rancher/k3s/agent/etc/containerd/config*.toml.tmpl",
+    "/etc/containers/containers.conf",
+    "/etc/containers/containers.conf.d/*.conf",
+    "/usr/share/containers/containers.conf",
+    "/etc/nv_tegra_release",  # Tegra: the runtime's auto mode resolves to csv where NVML is absent
+    "/sys/devices/soc0/family",
     # Kubernetes node: the kubelet's device checkpoint (what device plugins registered) and GPU feature
     # discovery's label file for NFD's local source
     "/var/lib/kubelet/device-plugins/kubelet_internal_checkpoint",
     "/etc/kubernetes/node-feature-discovery/features.d/*",
+    # GPU Operator: the validator's driver status (KEY=VALUE), the driver container's daemon status and the
+    # node's workload type; the other status files are empty, their names are listed (DIRS)
+    "/run/nvidia/validations/driver-ready",
+    "/run/nvidia/validations/.driver-daemons-status",
+    "/run/nvidia/validations/workload-type",
+    # PCIe peer-to-peer and GPUDirect RDMA: IOMMU mode on the kernel command line is in /proc/cmdline;
+    # whether this is a VM (emulated bridges); the peer-memory module's state
+    "/sys/class/dmi/id/sys_vendor",
+    "/sys/class/dmi/id/product_name",
+    "/sys/hypervisor/type",
+    "/sys/module/nvidia_peermem/initstate",
+    "/sys/module/nvidia_peermem/version",
+    "/sys/module/nvidia_peermem/parameters/peerdirect_support",
+    "/sys/module/nv_peer_mem/initstate",
+    "/sys/module/ib_core/initstate",
+    "/sys/kernel/mm/memory_peers/*/version",
 )
 
 # Paths whose lstat is recorded (device nodes, links, marker files). Missing ones are recorded as ENOENT:
@@ -101,6 +141,11 @@ PATHS: tuple[str, ...] = (
     "/usr/bin/nvidia-container-runtime-hook",
     "/usr/bin/nvidia-ctk",
     "/usr/bin/nvidia-cdi-hook",
+    "/usr/local/nvidia/toolkit/nvidia-container-cli",
+    "/usr/local/nvidia/toolkit/nvidia-container-runtime",
+    "/usr/local/nvidia/toolkit/nvidia-container-runtime-hook",
+    "/usr/local/nvidia/toolkit/nvidia-ctk",
+    "/usr/local/nvidia/toolkit/nvidia-cdi-hook",
     "/usr/local/cuda/compat",
     "/usr/local/cuda/compat/*",
     "/etc/nvidia-container-runtime",
@@ -126,6 +171,9 @@ PATHS: tuple[str, ...] = (
     "/sbin/ldconfig.real",
     "/usr/sbin/ldconfig",
     "/usr/sbin/ldconfig.real",
+    # the GPU Operator's toolkit names the driver container's ldconfig (nvidia-ctk-installer: "@" + driver root)
+    "/run/nvidia/driver/sbin/ldconfig",
+    "/run/nvidia/driver/sbin/ldconfig.real",
     "/var/log",
     "/var/log/nvidia-container-toolkit.log",
     "/var/log/nvidia-container-runtime.log",
@@ -133,6 +181,28 @@ PATHS: tuple[str, ...] = (
     "/tmp/nvidia-mps",  # noqa: S108  (lstat only)
     "/tmp/nvidia-mps/control",  # noqa: S108  (lstat only)
     "/etc/kubernetes/node-feature-discovery/features.d",
+    # one directory per NVSwitch the driver's nvswitch part manages (NVLink4 and older,
+    # kernel-open/nvidia/procfs_nvswitch.c); only its name, a PCI address, is kept (the information file holds
+    # the switch's UUID)
+    "/proc/driver/nvidia-nvswitch/devices/*",
+    # Fabric Manager as NVIDIA's packages install it: the daemon, its start script (NVLink5: also starts the
+    # NVLink Subnet Manager) and the systemd unit, installed and enabled
+    "/usr/bin/nv-fabricmanager",
+    "/usr/bin/nvidia-fabricmanager-start.sh",
+    "/usr/lib/systemd/system/nvidia-fabricmanager.service",
+    "/lib/systemd/system/nvidia-fabricmanager.service",
+    "/etc/systemd/system/multi-user.target.wants/nvidia-fabricmanager.service",
+    # engine sockets: a socket that exists is an engine that runs (or ran) as that user
+    "/run/docker.sock",
+    "/var/run/docker.sock",
+    "/run/containerd/containerd.sock",
+    "/run/crio/crio.sock",
+    "/run/podman/podman.sock",
+    "/run/k3s/containerd/containerd.sock",
+    # CDI spec files one by one: whether each engine's user may read them (FILES holds their text)
+    "/etc/cdi/*",
+    "/var/run/cdi/*",
+    "/var/lib/systemd/linger",
 )
 
 # Paths the collecting process's environment names, lstat only like PATHS: a CUDA client started here would
@@ -164,6 +234,9 @@ DIRS: tuple[str, ...] = (
     "/dev/char",
     "/dev/nvidia-caps",
     "/var/lib/kubelet/device-plugins",  # kubelet.sock and one socket per registered device plugin
+    "/run/nvidia/validations",  # GPU Operator validator status files (driver-ready, toolkit-ready, ...)
+    "/sys/class/iommu",  # one entry per IOMMU unit (dmar0, ivhd0, ...): empty when no IOMMU is active
+    "/sys/class/infiniband",  # RDMA devices (mlx5_0 -> ../../devices/pci.../<bdf>/infiniband/mlx5_0)
 )
 
 # The part of PATHS and DIRS under /dev: recorded before any live probe runs (as root, NVML and nvidia-smi
@@ -187,6 +260,9 @@ OPEN_TEST_TIMEOUT_S = 3.0
 ENV_NAMES: tuple[str, ...] = (
     "NVIDIA_", "CUDA_", "GPU_RUNBOOK_", "LD_LIBRARY_PATH", "LD_PRELOAD", "KUBERNETES_SERVICE_HOST",
     "container",
+    # NVIDIA's node components set these in their pods (device plugin, GPU feature discovery, DCGM exporter):
+    # how visible-devices-all-in-pod tells their deliberate NVIDIA_VISIBLE_DEVICES=all from a user's
+    "DEVICE_LIST_STRATEGY", "GFD_", "DCGM_EXPORTER_",
 )
 
 
@@ -215,6 +291,16 @@ COMMANDS: dict[str, Command] = {
     # Reads the kernel ring buffer (needs root or kernel.dmesg_restrict=0); no level filter, because the
     # driver's Xid lines do not carry one fixed log level.
     "dmesg": Command(("dmesg",), 5.0, "kernel log: NVRM Xid lines, the GPU errors since boot"),
+    # Fabric Manager on NVSwitch hosts: the unit's state (systemctl show only reads it), the daemon's own version,
+    # and its last lines in the journal, where it says why it stopped (readable by root or systemd-journal).
+    "fabricmanager-unit": Command(
+        ("systemctl", "show", "nvidia-fabricmanager.service",
+         "--property=LoadState,ActiveState,SubState,Result,UnitFileState,ExecMainStatus"),
+        5.0, "Fabric Manager service state"),
+    "fabricmanager-version": Command(("nv-fabricmanager", "--version"), 5.0, "Fabric Manager version"),
+    "fabricmanager-journal": Command(
+        ("journalctl", "--unit=nvidia-fabricmanager.service", "--lines=40", "--no-pager", "--quiet"),
+        5.0, "why Fabric Manager stopped: version mismatch, no NVSwitch to manage"),
 }
 
 # Where a containerised driver exposes its root filesystem on the host. The NVIDIA GPU Operator's
@@ -222,10 +308,59 @@ COMMANDS: dict[str, Command] = {
 # not on the host's PATH or loader path. When the host has no nvidia-smi of its own, the probes run
 # the tools and NVML with this root's bin and lib directories appended to PATH and LD_LIBRARY_PATH.
 DRIVER_ROOTS: tuple[str, ...] = ("/run/nvidia/driver",)
+# Where the GPU Operator's toolkit container installs the NVIDIA Container Toolkit on the node: ClusterPolicy
+# toolkit.installDir (default /usr/local/nvidia) + "/toolkit". Not on PATH: when the host has no nvidia-ctk of its
+# own, nvidia-ctk (a wrapper around nvidia-ctk.real) runs from there so its version is known. Only nvidia-ctk:
+# nvidia-container-cli from there would look for the driver in / while a driver container keeps it elsewhere.
+TOOLKIT_ROOTS: tuple[str, ...] = ("/usr/local/nvidia/toolkit",)
+TOOLKIT_ROOT_PROGRAMS: tuple[str, ...] = ("nvidia-ctk",)
 DRIVER_ROOT_BIN = ("usr/bin",)
 DRIVER_ROOT_LIBS = ("usr/lib/x86_64-linux-gnu", "usr/lib64", "usr/lib/aarch64-linux-gnu", "usr/lib")
+
+# The PCI walk (probes/pci.py), into the snapshot's "pci" section: list PCI_DEVICES (at most PCI_MAX_LISTED
+# entries), read each function's vendor, and for NVIDIA and Mellanox functions and every bridge on their sysfs
+# paths (at most PCI_MAX_KEPT) read PCI_ATTRS, the PCI_LINKS targets, the IOMMU group's type and, for bridges,
+# the first PCI_CONFIG_BYTES of config space (the kernel gives non-root readers 64 bytes).
+PCI_DEVICES = "/sys/bus/pci/devices"
+PCI_KEEP_VENDORS = (0x10DE, 0x15B3)  # NVIDIA; Mellanox (ConnectX/BlueField HCAs, for GPUDirect RDMA)
+PCI_ATTRS = ("vendor", "device", "class", "numa_node", "current_link_speed", "current_link_width",
+             "max_link_speed", "max_link_width")
+# physfn exists only on an SR-IOV virtual function (a vGPU host's VFs): it names the physical GPU.
+PCI_LINKS = ("driver", "iommu_group", "physfn")
+PCI_IOMMU_GROUP_TYPE = "iommu_group/type"
+PCI_CONFIG_BYTES = 4096
+PCI_MAX_LISTED = 4096
+PCI_MAX_KEPT = 256
 
 MAX_FILE_BYTES = 1024 * 1024
 # Whole-run budget: a probe that would pass it is abandoned and recorded as "deadline".
 DEFAULT_DEADLINE_S = 15.0
 NVML_TIMEOUT_S = 10.0
+
+# Engine discovery (probes/engines.py): the users whose own engines are looked for. Taken from /etc/passwd
+# and /etc/group under the root (only these fields: name, uid, gid, home; group membership by gid): accounts
+# with uid >= USER_MIN_UID (65534, nobody, excluded) and a real home (not one of USER_NO_HOMES), plus every
+# account listed in /var/lib/systemd/linger; at most MAX_USERS of them, linger users first, then by uid.
+USER_SOURCES: tuple[str, ...] = ("/etc/passwd", "/etc/group", "/var/lib/systemd/linger")
+USER_MIN_UID = 1000
+USER_NO_HOMES: tuple[str, ...] = ("/", "/nonexistent", "/dev/null", "/var/empty", "/run/nologin")
+MAX_USERS = 16
+# Per user: files read and paths examined, with {home} and {uid} filled in. Rootless Docker reads
+# ~/.config/docker/daemon.json; Podman ~/.config/containers/containers.conf; user units live in
+# ~/.config/systemd/user; the toolkit reads $XDG_CONFIG_HOME/nvidia-container-runtime/config.toml where
+# that variable reaches it.
+USER_FILES: tuple[str, ...] = (
+    "{home}/.config/docker/daemon.json",
+    "{home}/.config/containers/containers.conf",
+    "{home}/.config/containers/containers.conf.d/*.conf",
+    "{home}/.config/systemd/user/*.service",
+    "{home}/.config/systemd/user/*.service.d/*.conf",
+    "{home}/.config/nvidia-container-runtime/config.toml",
+)
+USER_PATHS: tuple[str, ...] = (
+    "/run/user/{uid}/docker.sock",
+    "/run/user/{uid}/podman/podman.sock",
+    "{home}",
+    "{home}/.config/systemd/user/default.target.wants/docker.service",
+    "{home}/.config/systemd/user/sockets.target.wants/podman.socket",
+)
