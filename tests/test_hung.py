@@ -122,7 +122,10 @@ def test_collect_records_each_hang_as_a_fact(hung_env: dict[str, str]) -> None:
     assert errors["nvidia-smi"] == "timeout"
     # A tool that hung is not started a second time; what the deadline cut off says so.
     assert errors["nvidia-smi-version"] == "skipped"
-    assert set(errors.values()) <= {"timeout", "skipped", "deadline"}, errors
+    # not-applicable: commands whose host condition does not hold here (plan.Command.only_where) never start
+    assert all(error in {"timeout", "skipped", "deadline"}
+               or (error == "not-applicable" and plan.COMMANDS[name].only_where)
+               for name, error in errors.items()), errors
     assert snapshot["nvml"]["error"]["name"] == "timeout"
     assert snapshot["probe"]["elapsed_seconds"] <= 3.0
     _assert_nothing_left(hung_env)

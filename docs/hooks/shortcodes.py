@@ -190,7 +190,8 @@ def collection_plan() -> str:
     out = ["### Commands", "", "Run as argument lists (no shell), each with its own timeout.", "",
            "| Name | Command | Timeout | Why |", "|---|---|---|---|"]
     for name, command in plan.COMMANDS.items():
-        out.append(f"| `{name}` | `{' '.join(command.argv)}` | {command.timeout:g} s | {command.why} |")
+        where = f" (only where {', '.join(f'`{p}`' for p in command.only_where)} exists)" if command.only_where else ""
+        out.append(f"| `{name}` | `{' '.join(command.argv)}` | {command.timeout:g} s | {command.why}{where} |")
     out += ["", "### Files read", "", *[f"- `{p}`" for p in plan.FILES], "",
             "### Paths examined (lstat only, never opened)", "", *[f"- `{p}`" for p in plan.PATHS], "",
             "### Paths named by the environment (lstat only)", "",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import glob
 import os
 import platform
 import shutil
@@ -195,6 +196,10 @@ def _run_tool(names: list[str], stop_at: float, env: dict[str, str], out: dict[s
         if hung:
             out[name] = {"argv": list(command.argv), "error": "skipped",
                          "detail": f"{command.argv[0]} already hung in this run; not started again"}
+            continue
+        if command.only_where and not any(glob.glob(pattern) for pattern in command.only_where):
+            out[name] = {"argv": list(command.argv), "error": "not-applicable",
+                         "detail": f"not run: none of {', '.join(command.only_where)} exists here"}
             continue
         out[name] = run_command(command.argv, min(command.timeout, stop_at - time.monotonic()), env)
         hung = out[name].get("error") == "timeout"

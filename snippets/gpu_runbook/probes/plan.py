@@ -272,7 +272,15 @@ class Command(NamedTuple):
     argv: tuple[str, ...]
     timeout: float
     why: str
+    # Run only where one of these paths (globs) exists: a command that can only matter on some hosts should
+    # not cost every host its start-up (journalctl on a large journal takes a while).
+    only_where: tuple[str, ...] = ()
 
+
+# A host where Fabric Manager can matter: NVSwitch nodes or procfs entries, or Fabric Manager installed.
+FABRIC_HOST = ("/dev/nvidia-nvswitch*", "/proc/driver/nvidia-nvswitch", "/usr/bin/nv-fabricmanager",
+               "/usr/lib/systemd/system/nvidia-fabricmanager.service",
+               "/lib/systemd/system/nvidia-fabricmanager.service")
 
 COMMANDS: dict[str, Command] = {
     "nvidia-smi": Command(
@@ -296,11 +304,11 @@ COMMANDS: dict[str, Command] = {
     "fabricmanager-unit": Command(
         ("systemctl", "show", "nvidia-fabricmanager.service",
          "--property=LoadState,ActiveState,SubState,Result,UnitFileState,ExecMainStatus"),
-        5.0, "Fabric Manager service state"),
-    "fabricmanager-version": Command(("nv-fabricmanager", "--version"), 5.0, "Fabric Manager version"),
+        5.0, "Fabric Manager service state", FABRIC_HOST),
+    "fabricmanager-version": Command(("nv-fabricmanager", "--version"), 5.0, "Fabric Manager version", FABRIC_HOST),
     "fabricmanager-journal": Command(
         ("journalctl", "--unit=nvidia-fabricmanager.service", "--lines=40", "--no-pager", "--quiet"),
-        5.0, "why Fabric Manager stopped: version mismatch, no NVSwitch to manage"),
+        5.0, "why Fabric Manager stopped: version mismatch, no NVSwitch to manage", FABRIC_HOST),
 }
 
 # Where a containerised driver exposes its root filesystem on the host. The NVIDIA GPU Operator's
