@@ -33,6 +33,8 @@ PRIMARY_HOSTS = {
     "docs.fedoraproject.org", "documentation.suse.com", "manpages.ubuntu.com", "manpages.debian.org",
     "www.freedesktop.org", "systemd.io", "kubernetes-sigs.github.io", "containerd.io",
 }
+# Projects whose own repository is on a shared forge other than GitHub: NVIDIA's CUDA image sources.
+PRIMARY_PREFIXES = ("https://gitlab.com/nvidia/",)
 
 
 def _ledger(page_id: str) -> list[dict]:
@@ -75,7 +77,8 @@ def test_every_fact_is_well_formed_with_a_primary_source(page_id: str) -> None:
         assert sources and all(isinstance(s, str) for s in sources), f"{where}: no source"
         for source in sources:
             host = urlparse(source).hostname or ""
-            assert urlparse(source).scheme == "https" and host in PRIMARY_HOSTS, \
+            primary = urlparse(source).scheme == "https" and host in PRIMARY_HOSTS
+            assert primary or source.startswith(PRIMARY_PREFIXES), \
                 f"{where}: {source!r} is not a primary source (allowed hosts: {sorted(PRIMARY_HOSTS)})"
         for check_id in fact.get("checks") or []:
             assert check_id in checks, f"{where}: names unknown check {check_id!r}"
