@@ -16,8 +16,10 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 # One stamp per extras set, redone when pyproject.toml changes.
+# The site build executes the notebooks (docs/hooks/notebooks.py), so the site needs a registered kernel too.
 $(VENV)/.site-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[site]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 > /dev/null
 	@touch $@
 
 $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
