@@ -38,3 +38,29 @@ def test_runtime_imports_only_stdlib_and_pynvml() -> None:
                 names = [node.module]
             offenders += [f"{path.relative_to(REPO)}: {n}" for n in names if n.split(".")[0] not in allowed]
     assert not offenders, offenders
+
+
+def test_site_hooks_import_only_what_the_site_extra_installs() -> None:
+    """`make serve` installs only the `site` extra: a hook that imports anything else breaks the README's serve
+    command on a fresh machine (it did once, when the notebook pages began to be executed at build time)."""
+    tomllib = __import__("tomllib")  # the site tools need Python >= 3.11
+    extra = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
+    installed = {req.split(">")[0].split("=")[0].split("<")[0].strip().lower() for req in extra["site"]}
+    # import name -> distribution name, for the ones that differ
+    dist = {"mkdocs": "mkdocs", "material": "mkdocs-material", "pymdownx": "pymdown-extensions", "yaml": "pyyaml"}
+    provided_by_mkdocs = {"yaml", "jinja2", "markdown", "markupsafe"}
+    repo_tools = {p.stem for p in (REPO / "tests" / "tools").glob("*.py")}  # put on sys.path by the hook itself
+    allowed = set(sys.stdlib_module_names) | {"gpu_runbook", "__future__"} | provided_by_mkdocs | repo_tools
+    offenders = []
+    for path in (REPO / "docs" / "hooks").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            for name in names:
+                top = name.split(".")[0]
+                if top not in allowed and dist.get(top, top).lower() not in installed:
+                    offenders.append(f"{path.relative_to(REPO)}: {name}")
+    assert not offenders, f"hooks import what the site extra does not install: {offenders}"
