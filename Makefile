@@ -54,9 +54,12 @@ pyz: gpu-runbook.pyz
 # ENGINE=docker works too; NPD_IMAGE overrides the base (packaging/Containerfile names the default).
 ENGINE ?= podman
 IMAGE ?=
-image: pyz
+# The image's pyz is always rebuilt, for PYZ_PYTHON (the image's python3): one left by `make test` may carry
+# another Python's bytecode.
+image:
 	@test -n "$(IMAGE)" || { echo "image: set IMAGE=<registry>/<name>:<tag>" >&2; exit 2; }
-	rm -rf build/image && mkdir -p build/image && cp gpu-runbook.pyz build/image/
+	rm -rf build/image && mkdir -p build/image
+	$(PYTHON) packaging/build_pyz.py -o build/image/gpu-runbook.pyz --compile-with "$$(command -v $(PYZ_PYTHON))"
 	$(ENGINE) build -f packaging/Containerfile $(if $(NPD_IMAGE),--build-arg NPD_IMAGE=$(NPD_IMAGE)) -t $(IMAGE) build/image
 
 gpu-runbook.pyz: packaging/build_pyz.py $(shell find snippets/gpu_runbook -name '*.py' -o -name '*.json' 2>/dev/null)

@@ -37,7 +37,8 @@ SYMPTOMS = {
     "layer-nvml": ("nvidia-smi fails, hangs or reports a lost GPU on the host", "driver-mismatch"),
     "layer-runtime": ("the container does not start: the engine cannot inject the GPU", "gpu-not-visible"),
     "layer-container": ("the container starts but sees no GPU, or loses it later", "dev-char-symlinks"),
-    "layer-cuda": ("CUDA in the container refuses the driver", "driver-compat"),
+    "layer-cuda": ("the image needs a newer driver than the host has: the start is refused or CUDA fails",
+                   "driver-compat"),
     "sharing": ("several processes or pods share one GPU (MIG, MPS)", "mps"),
     "kubernetes": ("pods stay Pending, labels or health are wrong, a node needs recovery", "device-plugin"),
     "fabric": ("several GPUs: NVLink, NVSwitch, peer-to-peer, RDMA", "fabric-manager"),
@@ -185,8 +186,8 @@ def sharing_svg(link: Link) -> str:
                                      380), key="q-isolation", href=link("mig-vs-mps", "tenants"))
     out.append(q1)
     y2 = 10 + h1 + 50
-    q2, h2 = _box(left, y2, w, wrap("yes: does the GPU support MIG? (A100, A30, H100, H200, B200, RTX PRO "
-                                    "Blackwell and other listed GPUs of compute capability 8.0+)", w - 20),
+    q2, h2 = _box(left, y2, w, wrap("yes: does the GPU support MIG? (A100, A30, H100, H200, B200, RTX PRO 6000 "
+                                    "and 5000 Blackwell and other listed GPUs of compute capability 8.0+)", w - 20),
                   key="q-mig", href=link("mig-vs-mps", "no-mig"))
     q3, h3 = _box(right, y2, w, wrap("no: are they cooperating processes of one job that should run kernels "
                                      "concurrently (MPI ranks, workers of one inference service)?", w - 20),
@@ -200,12 +201,13 @@ def sharing_svg(link: Link) -> str:
         ("no-mig", left + 210, "no", ["No MIG here", *wrap("MPS or time-slicing only; neither partitions "
                                                            "memory in hardware", ow - 20)],
          link("mig-vs-mps", "no-mig"), "#e08a00"),
-        ("mps", right, "MPS", ["MPS", *wrap("clients submit work through one MPS server and run concurrently; "
-                                            "Volta+: own address space, thread cap; a fatal fault hits the other "
-                                            "clients", ow - 20)],
+        ("mps", right, "MPS", ["MPS", *wrap("clients of one MPS server share its scheduling resources and run "
+                                            "concurrently; Volta+: own address space, thread cap; a fatal fault hits "
+                                            "the other clients on that GPU", ow - 20)],
          link("mps", ""), "#2e9d4f"),
-        ("time-slicing", right + 210, "ts", ["Time-slicing", *wrap("any GPU, no setup; processes take turns; "
-                                                                  "no memory limit", ow - 20)],
+        ("time-slicing", right + 210, "ts", ["Time-slicing", *wrap("any GPU, no setup outside Kubernetes; "
+                                                                  "processes take turns; no memory limit",
+                                                                  ow - 20)],
          link("time-slicing", ""), "#2e9d4f"),
     ]
     bottoms = []
@@ -231,17 +233,20 @@ def sharing_svg(link: Link) -> str:
 
 
 RECOVERY_STEPS = [
-    ("drain", "1. Cordon and drain", "kubectl cordon NODE; kubectl drain NODE --ignore-daemonsets",
-     "needs: nothing from the GPU. Evicts every pod on the node (PodDisruptionBudgets honoured).", "fix"),
-    ("holders", "2. Stop what holds the GPU", "DCGM, dcgm-exporter, GFD, device plugin, nvidia-persistenced",
-     "needs: a reset or unload is refused while any process has the GPU open. Keep the Fabric Manager up.",
+    ("drain", "1. Cordon and drain", "kubectl drain NODE --ignore-daemonsets --delete-emptydir-data",
+     "needs: nothing from the GPU. Evicts the node's pods (PodDisruptionBudgets honoured) except DaemonSet pods "
+     "such as the device plugin and DCGM exporter: step 2 stops those.", "fix"),
+    ("holders", "2. Stop what holds the GPU", "DCGM, dcgm-exporter, GFD, device plugin; nvidia-smi -pm 0",
+     "needs: a reset or unload is refused while any process has the GPU open; persistence mode keeps it open "
+     "through nvidia-persistenced. Keep the Fabric Manager up.",
      "fix"),
     ("reset", "3a. Reset the GPU", "nvidia-smi -r -i <bus id>",
-     "needs: NVML still answers and nothing holds the GPU; on NVSwitch systems a running Fabric Manager to "
-     "reset one GPU alone. Fails on a GPU that fell off the bus.", "reset"),
+     "needs: root, NVML still answers, no process uses the GPU. On NVSwitch systems one GPU alone only while the "
+     "Fabric Manager runs, else all its NVLink peers in the same command. Fails on a GPU that fell off the bus.",
+     "reset"),
     ("reload", "3b. Reload the driver", "modprobe -r nvidia_uvm nvidia_drm nvidia_modeset nvidia",
-     "needs: the modules can unload (persistenced and Fabric Manager stopped, no process stuck in D state). "
-     "Takes every GPU on the node away.", "hung-driver"),
+     "needs: the modules can unload (persistenced and Fabric Manager stopped, nvidia_peermem unloaded first "
+     "where loaded, no process stuck in D state). Takes every GPU on the node away.", "hung-driver"),
     ("reboot", "3c. Reboot", "systemctl reboot",
      "needs: nothing. For a lost GPU (Xid 79), processes in D state, a module that will not unload.",
      "gpu-lost"),
@@ -262,7 +267,7 @@ def recovery_svg(link: Link) -> str:
     for i, (key, title, command, needs, anchor) in enumerate(RECOVERY_STEPS):
         needs_lines = wrap(needs, text_w)
         height = 16 + LINE * (1 + len(needs_lines))
-        disruptive = key in ("drain", "reset", "reload", "reboot")
+        disruptive = key in ("drain", "holders", "reset", "reload", "reboot")  # as the page's warnings mark them
         colour = "#e08a00" if disruptive else "currentColor"
         out.append(f'<g data-step="{key}">')
         out.append(_linked(
