@@ -73,3 +73,25 @@ def test_init_failures_in_a_journald_export() -> None:
     found = [(f.kind, f.pci, f.detail) for f in gpu_init_failures(log)]
     assert found == [("fell-off-at-probe", "0000:b3:00.0", "PCI ID 10de:26b5"), ("gsp-boot", "", ""),
                      ("rm-init", "0000:a1:00.0", "fetching the GSP firmware: NV_ERR_NOT_SUPPORTED")]
+
+
+def test_nvml_init_on_a_machine_without_an_nvidia_gpu_names_the_empty_bus() -> None:
+    """A machine with no NVIDIA GPU on its PCI bus is sent to the empty-bus section, not told to install the driver;
+    the same NVML error with a GPU on the bus keeps the driver page."""
+    import copy
+    import json
+    from pathlib import Path
+
+    from gpu_runbook.registry import load_checks, run_checks
+    from gpu_runbook.snapshot import Snapshot
+
+    load_checks()
+    scenario = Path(__file__).parent / "scenarios" / "gpu-init-failure" / "broken-no-nvidia-gpu-on-the-bus.json"
+    data = json.loads(scenario.read_text(encoding="utf-8"))["snapshot"]
+    (empty,) = run_checks(Snapshot(data), only=["nvml-init"])
+    assert empty.status.value == "fail" and empty.url.endswith("gpu-init-failure.html#no-gpu-on-bus"), empty
+    with_gpu = copy.deepcopy(data)
+    with_gpu["pci"]["/sys/bus/pci/devices/0000:00:05.0"] = {"vendor": "0x10de", "device": "0x13f2", "class": "0x030000",
+                                                            "link": "../../../devices/pci0000:00/0000:00:05.0"}
+    (loaded,) = run_checks(Snapshot(with_gpu), only=["nvml-init"])
+    assert loaded.status.value == "fail" and "kernel-modules.html#driver-not-loaded" in loaded.url, loaded

@@ -37,6 +37,10 @@ from gpu_runbook.snapshot import NOT_PRESENT, CommandFact, Missing, Snapshot
 # --8<-- [start:nvml-init]
 # NVML error -> (page that explains it, anchor, one-sentence fix). Names are pynvml's exception
 # classes; "timeout", "crashed" and "garbled" are the probe's own (the NVML child hung or died).
+# nvmlInit errors that mean "no driver here" rather than "a broken driver": with no NVIDIA GPU on the PCI bus
+# they only say that the machine has no GPU.
+NO_DRIVER_ERRORS = ("NVMLError_LibraryNotFound", "NVMLError_DriverNotLoaded")
+
 NVML_ERROR_PAGES: dict[str, tuple[str, str, str]] = {
     "NVMLError_Unknown": (
         "nvml-unknown-error", "causes",
@@ -68,8 +72,10 @@ NVML_ERROR_PAGES: dict[str, tuple[str, str, str]] = {
 }
 
 
-@check("nvml-init", title="NVML initialises", page="nvml-unknown-error", facts=("nvml",))
-def nvml_init_fails(nvml: dict[str, Any]) -> Verdict:
+@check("nvml-init", title="NVML initialises", page="nvml-unknown-error", facts=("nvml",),
+       optional=("pci_functions", "in_container"))
+def nvml_init_fails(nvml: dict[str, Any], pci: Optional[list[dict[str, Any]]] = None,
+                    in_container: Optional[bool] = None) -> Verdict:
     """NVML cannot start (nvmlInit fails), so nvidia-smi, CUDA and every monitoring tool fail too.
 
     ## Why it matters
@@ -95,6 +101,17 @@ def nvml_init_fails(nvml: dict[str, Any]) -> Verdict:
                            "install nvidia-ml-py (pip install nvidia-ml-py)", evidence)
         if name in ("crashed", "garbled", "not-started"):
             return unknown(f"the NVML probe did not report: {message}", evidence)
+        if name in NO_DRIVER_ERRORS and pci is not None and not any(
+                f.get("kind") == "gpu" and str(f.get("vendor")).lower() == "0x10de" for f in pci):
+            # Nothing for a driver to drive: installing libraries or loading modules would not help. (Inside a
+            # container sysfs still shows the host's whole PCI bus, so the host has no NVIDIA GPU either.)
+            evidence["pci_nvidia_gpus"] = 0
+            where = ("this host's PCI bus (as this container's sysfs shows it)" if in_container
+                     else "this machine's PCI bus")
+            return fail(f"no NVIDIA GPU on {where}, so NVML cannot start ({name})",
+                        "Run this on a GPU node, or attach the GPU: the instance type, the VM's PCI passthrough, "
+                        "or a GPU that is not powered or seated (`lspci -d 10de:` lists nothing).", evidence,
+                        page="gpu-init-failure", anchor="no-gpu-on-bus")
         page, anchor, fix = NVML_ERROR_PAGES.get(name, ("recovery", "", "See the recovery runbook."))
         return fail(f"nvmlInit failed: {message or name} ({name})", fix, evidence, page=page, anchor=anchor)
     if not (isinstance(init, dict) and init.get("ok") is True):
