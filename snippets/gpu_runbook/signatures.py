@@ -247,8 +247,9 @@ SIGNATURES: tuple[Signature, ...] = (
     Signature("recovery", r"blocked for more than \d+ seconds", "a task hung in the kernel",
               ("blocked for more than",)),
     # An NVIDIA tool in state D (uninterruptible sleep): `ps aux` (TTY, STAT, START, TIME, COMMAND), the page's
-    # `ps -eo pid,stat,etime,wchan:32,cmd`, or the kernel's hung-task line. Case matters: the state is "D".
-    Signature("recovery", r"(?:\s(?:\?|pts/\d+|tty\d*)\s+D[a-zA-Z<+]*\s+\S+\s+\d+:\d+|\b\d+\s+D[a-zA-Z<+]*\s+"
+    # `ps -eo pid,stat,etime,wchan:32,cmd`, or the kernel's hung-task line. Case matters: the state is "D", and only
+    # ps's STAT modifiers (< N L s l +) may follow it, so a date such as "2 Dec 10:00:01 host nvidia-..." is no match.
+    Signature("recovery", r"(?:\s(?:\?|pts/\d+|tty\d*)\s+D[<NLsl+]*\s+\S+\s+\d+:\d+|\b\d+\s+D[<NLsl+]*\s+"
               r"[\d:-]+\s+\S+)\s+\S*nvidia-|task:nvidia\S*\s+state:D\b",
               "an NVIDIA process stuck in uninterruptible sleep (hung driver)", ("nvidia",), 0.9, True, ""),
 )
