@@ -192,6 +192,12 @@ def gpus_missing_from_driver(pci: list[dict[str, Any]], nvml: Optional[dict[str,
         kinds = ", ".join(f"{b} (no driver bound: its probe failed)" if b in unbound
                           else f"{b} (bound to nvidia but not in NVML)" for b in missing)
         fell = any(f.kind == "fell-off-at-probe" for f in failures)
+        if log is not None and NEEDS_OPEN_MODULES.search(log.output):
+            # Not a hardware fault: the loaded (proprietary) module refuses GPUs that only the open modules drive.
+            return fail(f"{len(missing)} of {len(ours)} NVIDIA GPU(s) on the PCI bus are missing from the driver's "
+                        f"view: {kinds}; the kernel log says they require the open kernel modules",
+                        "Install the open flavour of the same driver version, then reload the driver or reboot.",
+                        evidence, page="kernel-modules", anchor="proprietary-on-blackwell")
         return fail(f"{len(missing)} of {len(ours)} NVIDIA GPU(s) on the PCI bus are missing from the driver's view: "
                     f"{kinds}" + ("; the kernel log says it fell off the bus during the probe" if fell else ""),
                     "Drain the node, then check the GPU's power, seating and PCIe link (BMC event log) and cold-boot; "
