@@ -14,6 +14,7 @@ from gpu_runbook.facts import (
     toolkit_config_path_fact,
 )
 from gpu_runbook.findings import Verdict, fail, ok, skip, unknown, warn
+from gpu_runbook.parsers.pci import is_function
 from gpu_runbook.parsers.proc import DriverVersion
 from gpu_runbook.parsers.toolkit import (
     containerd_imports,
@@ -101,8 +102,7 @@ def nvml_init_fails(nvml: dict[str, Any], pci: Optional[list[dict[str, Any]]] = 
                            "install nvidia-ml-py (pip install nvidia-ml-py)", evidence)
         if name in ("crashed", "garbled", "not-started"):
             return unknown(f"the NVML probe did not report: {message}", evidence)
-        if name in NO_DRIVER_ERRORS and pci is not None and not any(
-                f.get("kind") == "gpu" and str(f.get("vendor")).lower() == "0x10de" for f in pci):
+        if name in NO_DRIVER_ERRORS and pci is not None and not any(is_function(f, "gpu") for f in pci):
             # Nothing for a driver to drive: installing libraries or loading modules would not help. (Inside a
             # container sysfs still shows the host's whole PCI bus, so the host has no NVIDIA GPU either.)
             evidence["pci_nvidia_gpus"] = 0

@@ -18,6 +18,7 @@ from gpu_runbook.parsers.fabric import (
     fm_version_from_output,
     parse_systemctl_show,
 )
+from gpu_runbook.parsers.pci import is_function
 from gpu_runbook.parsers.proc import DriverVersion
 from gpu_runbook.registry import check, fact
 from gpu_runbook.snapshot import Snapshot
@@ -94,8 +95,7 @@ def _switches(fabric: dict[str, Any], pci: Optional[list[dict[str, Any]]]) -> li
     """The local NVSwitches, by any sign: procfs, /dev nodes, NVSwitch PCI functions, an NVLink5 baseboard."""
     found = [f"NVSwitch {s}" for s in fabric["nvswitches"]] or [f"{n}" for n in fabric["nodes"]]
     if not found and pci:
-        found = [f"NVSwitch {f.get('bdf')}" for f in pci if isinstance(f, dict) and f.get("kind") == "nvswitch"
-                 and str(f.get("vendor")).lower() == "0x10de"]
+        found = [f"NVSwitch {f.get('bdf')}" for f in pci if is_function(f, "nvswitch")]
     if not found and _nvlink5_baseboard(fabric):
         found = [f"NVLink5 baseboard ({len(fabric['nvlink5_gpus'])} Blackwell-or-later GPUs on an NVLink fabric)"]
     return found

@@ -7,11 +7,11 @@ import re
 from typing import Any, Optional
 
 from gpu_runbook.findings import Verdict, fail, ok, skip, unknown, warn
+from gpu_runbook.parsers.pci import is_function
 from gpu_runbook.parsers.proc import InitFailure, gpu_init_failures, module_load_causes
 from gpu_runbook.registry import check
 from gpu_runbook.snapshot import CommandFact
 
-NVIDIA_VENDOR = "0x10de"
 # The proprietary module's refusal of a GPU that needs the open modules (Grace Hopper, Blackwell), as a report
 # pasted it (NVIDIA/open-gpu-kernel-modules#1332); the text is not in the open-module source.
 NEEDS_OPEN_MODULES = re.compile(r"requires use of the NVIDIA open kernel modules")
@@ -153,7 +153,7 @@ def gpus_missing_from_driver(pci: list[dict[str, Any]], nvml: Optional[dict[str,
     open-gpu-kernel-modules kernel-open/nvidia/nv.c ("The NVIDIA probe routine failed for %d device(s)");
     NVIDIA/NVSentinel#155.
     """
-    every = [f for f in pci if f.get("kind") == "gpu" and str(f.get("vendor")).lower() == NVIDIA_VENDOR]
+    every = [f for f in pci if is_function(f, "gpu")]
     # SR-IOV virtual functions (vGPU hosts) are the physical GPU's slices: NVML on the host lists the physical
     # GPU only, so counting them would report every VF as a GPU that failed to initialise.
     gpus = [f for f in every if not f.get("physfn")]

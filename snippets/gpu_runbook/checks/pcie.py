@@ -14,6 +14,7 @@ from gpu_runbook.parsers.pci import (
     VIRTUAL_BRIDGE_VENDORS,
     class_kind,
     host_bridge,
+    is_function,
     lspci_acsctl,
     parse_hex,
     redirecting,
@@ -123,8 +124,7 @@ def iommu_state_fact(snapshot: Snapshot) -> dict[str, Any]:
 
 def _endpoints(functions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """GPUs and Mellanox NICs: the functions whose peer traffic (GPU-GPU, GPU-NIC) crosses switches."""
-    return [f for f in functions if (f["kind"] == "gpu" and parse_hex(f["vendor"]) == NVIDIA_VENDOR)
-            or (f["kind"] == "network" and parse_hex(f["vendor"]) == MELLANOX_VENDOR)]
+    return [f for f in functions if is_function(f, "gpu") or is_function(f, "network", MELLANOX_VENDOR)]
 
 
 def shared_path(a: list[str], b: list[str]) -> tuple[list[str], list[str]]:
@@ -326,8 +326,8 @@ def check_peermem(  # noqa: PLR0917 (the registry passes each declared fact posi
     prerequisites); open-gpu-kernel-modules kernel-open/nvidia-peermem/nvidia-peermem.c; NCCL troubleshooting,
     "GPU-to-NIC communication".
     """
-    gpus = [f["bdf"] for f in functions if f["kind"] == "gpu" and parse_hex(f["vendor"]) == NVIDIA_VENDOR]
-    nics = [f["bdf"] for f in functions if f["kind"] == "network" and parse_hex(f["vendor"]) == MELLANOX_VENDOR]
+    gpus = [f["bdf"] for f in functions if is_function(f, "gpu")]
+    nics = [f["bdf"] for f in functions if is_function(f, "network", MELLANOX_VENDOR)]
     evidence: dict[str, Any] = {"gpus": gpus, "mellanox_functions": nics,
                                 "nvidia_peermem_loaded": "nvidia_peermem" in modules,
                                 "mlx_compat_loaded": "mlx_compat" in modules,

@@ -87,6 +87,15 @@ def parse_hex(text: Optional[str]) -> Optional[int]:
         return None
 
 
+def is_function(function: Any, kind: str, vendor: int = NVIDIA_VENDOR) -> bool:
+    """Whether a `pci_functions` entry is of this kind ("gpu", "nvswitch", "network", ...) and vendor.
+
+    >>> is_function({"kind": "gpu", "vendor": "0x10de"}, "gpu"), is_function({"kind": "gpu", "vendor": "0x1af4"}, "gpu")
+    (True, False)
+    """
+    return isinstance(function, dict) and function.get("kind") == kind and parse_hex(function.get("vendor")) == vendor
+
+
 def class_kind(pci_class: Optional[int]) -> str:
     """What a 24-bit PCI class code (base, sub-class, prog-if) says a function is.
 
