@@ -224,12 +224,12 @@ def engines_summary(data: dict[str, Any]) -> dict[str, Any]:
     """The snapshot's ``engines`` section: id -> {kind, user, rootless, found_by, configs, toolkit_config,
     mode}. Written by `collect` for people and aggregators; the checks derive their own records."""
     try:
-        from gpu_runbook.checks.engines import engine_mode  # the checks' own resolution, one place
+        from gpu_runbook.checks.engines import resolved_mode  # the checks' own resolution, one place
 
         snapshot = Snapshot(dict(data, schema_version=1))
         out: dict[str, Any] = {}
         for engine_id, engine in discover(snapshot).items():
-            mode, why = engine_mode(snapshot, engine)
+            mode, _, why = resolved_mode(snapshot, engine)
             out[engine_id] = {k: engine.get(k) for k in ("kind", "user", "uid", "rootless", "found_by", "configs",
                                                           "toolkit_config")}
             out[engine_id].update(runtimes=sorted(engine["runtimes"]), mode=mode, mode_reason=why)

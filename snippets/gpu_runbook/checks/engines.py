@@ -23,12 +23,6 @@ from gpu_runbook.snapshot import Snapshot
 HOOK_CONFIG_FROM_ENV = boundary("rdl.hook-config-from-env", "toolkit", "1.18.0")
 
 
-def engine_mode(snapshot: Snapshot, engine: dict[str, Any]) -> tuple[Optional[str], str]:
-    """The mode the `nvidia` runtime runs in for this engine, and why (see resolved_mode)."""
-    mode, _, why = resolved_mode(snapshot, engine)
-    return mode, why
-
-
 def resolved_mode(snapshot: Snapshot, engine: dict[str, Any]) -> tuple[Optional[str], bool, str]:
     """(mode, set explicitly, why) from the config.toml the engine's runtime resolves, the toolkit version,
     and Tegra: `auto` resolves to csv on a Tegra host without NVML (go-nvlib ResolvePlatform, used by
