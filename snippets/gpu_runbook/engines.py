@@ -20,6 +20,7 @@ TOOLKIT_CONFIG = "/etc/nvidia-container-runtime/config.toml"
 TOOLKIT_RELATIVE = "nvidia-container-runtime/config.toml"
 RANCHER = {"rke2": "/var/lib/rancher/rke2/agent/etc/containerd/",
            "k3s": "/var/lib/rancher/k3s/agent/etc/containerd/"}
+# Both share k3s's socket path (docs.rke2.io/reference/cli_tools names it for RKE2).
 RANCHER_SOCKETS = {"k3s": "/run/k3s/containerd/containerd.sock", "rke2": "/run/k3s/containerd/containerd.sock"}
 UNIT_DIRS = ("/etc/systemd/system/", "/usr/lib/systemd/system/", "/lib/systemd/system/")
 # kind -> (unit names, sockets, configuration files) of the rootful engine

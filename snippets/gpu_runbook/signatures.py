@@ -76,6 +76,12 @@ SIGNATURES: tuple[Signature, ...] = (
               "CUDA runtime and driver do not combine", ("unsupported display driver",)),
     Signature("driver-compat", r"NVIDIA_REQUIRE_CUDA", "the image's CUDA requirement", ("nvidia_require_cuda",),
               0.5, False),
+    Signature("driver-compat", r"no kernel image is available for execution on the device|"
+              r"cudaErrorNoKernelImageForDevice|CUDA_ERROR_NO_BINARY_FOR_GPU",
+              "the program has no GPU code for this GPU's compute capability (error 209)",
+              ("no kernel image", "nokernelimage", "no_binary_for_gpu")),
+    Signature("driver-compat", r"CUDA capability sm_\d+a? is not compatible with the current PyTorch installation",
+              "the PyTorch build has no code for this GPU's architecture", ("current pytorch installation",)),
     Signature("cdi", r"unresolvable CDI devices?\s+\S+", "the engine found no CDI spec for the device",
               ("unresolvable cdi",)),
     Signature("cdi", r"\bCDI\b[^\n]{0,60}(spec|device|registry)", "CDI specs or devices", ("cdi",), 0.5, False),

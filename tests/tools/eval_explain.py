@@ -4,11 +4,16 @@
     python tests/tools/eval_explain.py --split test   # the held-out split: measure, never tune on it
     python tests/tools/eval_explain.py --misses   # list the misses (dev only unless --split test is given)
     python tests/tools/eval_explain.py --update-readme   # rewrite the accuracy block of README.md
+    python tests/tools/eval_explain.py --fresh new.jsonl # reports not yet in the corpus, before adding them
+
+`--fresh` is the honest estimate of how `explain` does on reports nobody tuned for: run it on newly collected
+records (same format as the corpus) before they are merged and the index learns from them.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from collections import defaultdict
@@ -24,19 +29,51 @@ from gpu_runbook.pages import PAGES  # noqa: E402
 from reports import load_reports  # noqa: E402
 
 
+def evaluate_fresh(path: Path, index: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Hits per record of a JSON-lines file of reports the index has never seen (no leave-one-out needed)."""
+    data = index or load_index()
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        report = json.loads(line)
+        if report.get("page") not in PAGES:
+            raise SystemExit(f"{path}:{number}: page {report.get('page')!r} is not a catalogue page")
+        ranked = [m.page for m in explain(report["text"], data)]
+        rows.append({"report": {**report, "form": report.get("form", "?")}, "ranked": ranked,
+                     "top1": bool(ranked) and ranked[0] == report["page"], "top3": report["page"] in ranked[:3],
+                     "levels": []})
+    return {"rows": rows, **summarise(rows)}
+
+
 def evaluate(split: str, index: dict[str, Any] | None = None) -> dict[str, Any]:
     """Hits per report of one split; dev reports are left out of the index while they are judged."""
     data = index or load_index()
+    reports = load_reports()
+    # A dev report is judged without itself and without the other reports of its thread ("owner/repo#12" and
+    # "owner/repo#12-2"), which would otherwise hand it its own words.
+    threads: dict[str, list[str]] = defaultdict(list)
+    for report in reports:
+        threads[thread_of(report["id"])].append(report["id"])
     rows = []
-    for report in load_reports():
+    for report in reports:
         if report["split"] != split:
             continue
-        matches = explain(report["text"], data, exclude_reports=[report["id"]])
+        matches = explain(report["text"], data, exclude_reports=threads[thread_of(report["id"])])
         ranked = [m.page for m in matches]
         top3 = ranked[:3]
         rows.append({"report": report, "ranked": ranked, "top1": bool(ranked) and ranked[0] == report["page"],
                      "top3": report["page"] in top3, "levels": [m.level for m in matches]})
     return {"rows": rows, **summarise(rows)}
+
+
+def thread_of(report_id: str) -> str:
+    """The thread a report comes from: its id without a "-2", "-3" suffix.
+
+    >>> thread_of("NVIDIA/k8s-device-plugin#990-2"), thread_of("stackoverflow-25708786")
+    ('NVIDIA/k8s-device-plugin#990', 'stackoverflow-25708786')
+    """
+    return re.sub(r"(#\d+)-\d+$", r"\1", report_id)
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -84,14 +121,24 @@ def main() -> int:
     parser.add_argument("--split", choices=["dev", "test"], default="dev")
     parser.add_argument("--misses", action="store_true")
     parser.add_argument("--update-readme", action="store_true")
+    parser.add_argument("--fresh", type=Path, metavar="JSONL", help="measure reports that are not in the corpus")
     args = parser.parse_args()
     if args.update_readme:
         text = README.read_text(encoding="utf-8")
         README.write_text(README_BLOCK.sub(lambda m: m.group(1) + readme_block() + m.group(2), text),
                           encoding="utf-8")
         return 0
-    result = evaluate(args.split)
-    print(f"{args.split}: n={result['n']} top1={result['top1']:.3f} top3={result['top3']:.3f} "
+    if args.fresh:
+        try:
+            result = evaluate_fresh(args.fresh)
+        except (OSError, ValueError, KeyError) as error:
+            print(f"eval_explain: cannot read {args.fresh}: {error}", file=sys.stderr)
+            return 2
+        label = f"fresh ({args.fresh.name})"
+    else:
+        result = evaluate(args.split)
+        label = args.split
+    print(f"{label}: n={result['n']} top1={result['top1']:.3f} top3={result['top3']:.3f} "
           f"answered={result['answered']:.3f}")
     for title in ("sections", "forms", "pages"):
         print(f"  by {title[:-1]}:")
