@@ -1,5 +1,5 @@
-"""The NVML fabric probe against stand-in bindings (no NVSwitch host is at hand), and the kernel-log parser of GPU
-initialisation failures on log forms the scenarios do not carry."""
+"""The NVML fabric and NVLink probes against stand-in bindings (no NVSwitch or NVLink-bridged host is at hand),
+and the kernel-log parser of GPU initialisation failures on log forms the scenarios do not carry."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pynvml
 from gpu_runbook.parsers.proc import gpu_init_failures
-from gpu_runbook.probes.nvml import _fabric
+from gpu_runbook.probes.nvml import _fabric, _nvlink
 
 
 class _Info:
@@ -62,6 +62,39 @@ def test_fabric_with_bindings_that_have_no_fabric_structs() -> None:
         pass
 
     assert _fabric(Old(), object())["error"]["name"] == "AttributeError"
+
+
+class _Links:
+    """Stand-in pynvml for the NVLink calls: `links` maps a link number to its peer's bus id (None: link down);
+    a link past the last raises InvalidArgument, as the driver does; `none` raises NotSupported on every link."""
+
+    NVML_NVLINK_MAX_LINKS = 36
+
+    def __init__(self, links: dict[int, Any], none: bool = False) -> None:
+        self.links, self.none, self.calls = links, none, 0
+
+    def nvmlDeviceGetNvLinkState(self, _handle: Any, link: int) -> int:
+        self.calls += 1
+        if self.none:
+            raise pynvml.NVMLError_NotSupported()
+        if link not in self.links:
+            raise pynvml.NVMLError_InvalidArgument()
+        return 0 if self.links[link] is None else 1
+
+    def nvmlDeviceGetNvLinkRemotePciInfo(self, _handle: Any, link: int) -> Any:
+        return type("Pci", (), {"busId": self.links[link].encode()})()
+
+
+def test_nvlink_lists_the_peer_of_each_active_link_and_stops_past_the_last() -> None:
+    bindings = _Links({0: "00000000:84:00.0", 1: None, 2: "00000000:84:00.0"})
+    assert _nvlink(bindings, object()) == {"active": [[0, "00000000:84:00.0"], [2, "00000000:84:00.0"]]}
+    assert bindings.calls == 4  # links 0-2, then the refusal of link 3: not all 36
+
+
+def test_nvlink_on_a_gpu_without_nvlink_is_one_call_and_its_error() -> None:
+    bindings = _Links({}, none=True)
+    assert _nvlink(bindings, object())["error"]["name"] == "NVMLError_NotSupported"
+    assert bindings.calls == 1
 
 
 def test_init_failures_in_a_journald_export() -> None:

@@ -7,7 +7,7 @@ import re
 from typing import Any, Optional
 
 from gpu_runbook.findings import Verdict, fail, ok, skip, unknown, warn
-from gpu_runbook.parsers.pci import is_function
+from gpu_runbook.parsers.pci import is_function, normalize_bdf
 from gpu_runbook.parsers.proc import InitFailure, gpu_init_failures, module_load_causes
 from gpu_runbook.registry import check
 from gpu_runbook.snapshot import CommandFact
@@ -15,21 +15,6 @@ from gpu_runbook.snapshot import CommandFact
 # The proprietary module's refusal of a GPU that needs the open modules (Grace Hopper, Blackwell), as a report
 # pasted it (NVIDIA/open-gpu-kernel-modules#1332); the text is not in the open-module source.
 NEEDS_OPEN_MODULES = re.compile(r"requires use of the NVIDIA open kernel modules")
-
-
-def normalize_bdf(bus_id: Any) -> Optional[str]:
-    """A PCI address as sysfs writes it ("0000:b3:00.0"), from NVML's "00000000:B3:00.0" or the kernel's.
-
-    >>> normalize_bdf("00000000:B3:00.0"), normalize_bdf("0000:b3:00.0"), normalize_bdf({"error": {}})
-    ('0000:b3:00.0', '0000:b3:00.0', None)
-    """
-    if not isinstance(bus_id, str):
-        return None
-    match = re.fullmatch(r"([0-9a-fA-F]{1,8}):([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])", bus_id.strip())
-    if match is None:
-        return None
-    domain, bus, dev, fn = match.groups()
-    return f"{int(domain, 16):04x}:{bus.lower()}:{dev.lower()}.{fn}"
 
 
 def _nvml_view(nvml: Optional[dict[str, Any]]) -> Optional[tuple[set[str], int]]:

@@ -16,6 +16,7 @@ from gpu_runbook.parsers.pci import (
     host_bridge,
     is_function,
     lspci_acsctl,
+    normalize_bdf,
     parse_hex,
     redirecting,
     sysfs_chain,
@@ -78,6 +79,28 @@ def pci_bridges_fact(snapshot: Snapshot) -> dict[str, dict[str, Any]]:
     """Every recorded function by address, as the probe saw it (bridges carry config_bytes, ext_caps, acs)."""
     return {p[len(DEVICE_PREFIX):]: f for p, f in snapshot.pci.items()
             if isinstance(p, str) and p.startswith(DEVICE_PREFIX) and isinstance(f, dict)}
+
+
+@fact("nvlink_peers")
+def nvlink_peers_fact(snapshot: Snapshot) -> dict[str, list[str]]:
+    """Per GPU (its PCI address), the PCI addresses at the far end of its active NVLinks, as NVML reports them:
+    a bridged peer GPU, or an NVSwitch. Missing when NVML did not answer or the snapshot predates the NVLink
+    probe; a GPU without NVLink has no entry."""
+    nvml = snapshot.nvml
+    if not isinstance(nvml.get("init"), dict) or not nvml["init"].get("ok"):
+        raise Missing("NVML did not answer: NVLink peers unknown", "skip")
+    devices = [d for d in nvml.get("devices") or [] if isinstance(d, dict)]
+    if not any("nvlink" in d for d in devices):
+        raise Missing("the snapshot has no NVLink state (taken by an older gpu-runbook)", "skip")
+    peers: dict[str, list[str]] = {}
+    for device in devices:
+        own = normalize_bdf(device.get("pci_bus_id"))
+        links = device.get("nvlink") if isinstance(device.get("nvlink"), dict) else {}
+        remote = sorted({b for b in (normalize_bdf(entry[1]) for entry in links.get("active") or []
+                                     if isinstance(entry, list) and len(entry) == 2) if b})
+        if own and remote:
+            peers[own] = remote
+    return peers
 
 
 @fact("virtual_machine")
@@ -183,9 +206,11 @@ def _nvswitch_host(functions: list[dict[str, Any]], fabric: Optional[dict[str, A
 
 @check("pcie-acs-p2p-redirect", title="ACS redirects peer-to-peer traffic between GPUs",
        page="p2p-topology", facts=("pci_functions", "pci_bridges"),
-       optional=("virtual_machine", "iommu_state", "nvlink_fabric"))
-def check_acs_redirect(functions: list[dict[str, Any]], bridges: dict[str, dict[str, Any]], vm: Optional[bool],
-                       iommu: Optional[dict[str, Any]], fabric: Optional[dict[str, Any]]) -> Verdict:
+       optional=("virtual_machine", "iommu_state", "nvlink_fabric", "nvlink_peers"))
+def check_acs_redirect(  # noqa: PLR0917 (the registry passes each declared fact positionally)
+        functions: list[dict[str, Any]], bridges: dict[str, dict[str, Any]], vm: Optional[bool],
+        iommu: Optional[dict[str, Any]], fabric: Optional[dict[str, Any]],
+        nvlink_peers: Optional[dict[str, list[str]]]) -> Verdict:
     """A PCIe port on the path between two GPUs (or a GPU and a NIC) has ACS P2P redirect enabled.
 
     Why it matters: with ACS P2P Request/Completion Redirect set on a switch's downstream ports or on the
@@ -195,8 +220,9 @@ def check_acs_redirect(functions: list[dict[str, Any]], bridges: dict[str, dict[
     A pair behind one shared switch fails; a pair that meets in the root complex warns (NVIDIA/nccl#2079:
     ACS on AMD root ports hung all-reduce between two GPUs on different root ports).
 
-    Not judged: GPU pairs on an NVSwitch host (their traffic takes NVLink), and GPU-NIC pairs that meet only
-    in the root complex (NCCL uses GPUDirect RDMA up to PXB by default).
+    Not judged: GPU pairs on an NVSwitch host and GPU pairs joined by an NVLink bridge (NVML names each
+    other at the far end of an active link): their traffic takes NVLink. Nor GPU-NIC pairs that meet only in
+    the root complex (NCCL uses GPUDirect RDMA up to PXB by default).
 
     Evidence: each judged pair with the ports where their paths part, and each redirecting port's ACS
     control register as `lspci -vvv` prints it (ACSCtl). Reading ACS needs root (config space beyond 64
@@ -215,11 +241,14 @@ def check_acs_redirect(functions: list[dict[str, Any]], bridges: dict[str, dict[
     pairs: dict[str, dict[str, Any]] = {}
     not_judged: list[str] = []
     nvswitch = _nvswitch_host(functions, fabric)
+    bridged = {frozenset((gpu, peer)) for gpu, peers in (nvlink_peers or {}).items() for peer in peers}
     for a, b in combinations(endpoints, 2):
         if a["kind"] != "gpu" and b["kind"] != "gpu":
             continue
         common, ports = shared_path(a["upstream"], b["upstream"])
-        if (nvswitch and a["kind"] == b["kind"] == "gpu") or (a["kind"] != b["kind"] and not common):
+        gpu_pair = a["kind"] == b["kind"] == "gpu"
+        if (gpu_pair and (nvswitch or frozenset((a["bdf"], b["bdf"])) in bridged)) or \
+                (a["kind"] != b["kind"] and not common):
             not_judged.append(f"{a['bdf']}<->{b['bdf']}")
             continue
         pair_redirects = []
@@ -234,8 +263,9 @@ def check_acs_redirect(functions: list[dict[str, Any]], bridges: dict[str, dict[
                                               "ports": ports, "redirecting": pair_redirects}
     evidence: dict[str, Any] = {"pairs": pairs, "virtual_machine": vm, "iommu": iommu}
     if not_judged:
-        evidence["not_judged"] = {"pairs": not_judged, "why": "GPU pairs on an NVSwitch host use NVLink; GPU-NIC "
-                                  "pairs that meet in the root complex are beyond NCCL's default GDR level (PXB)"}
+        evidence["not_judged"] = {"pairs": not_judged, "why": "GPU pairs on an NVSwitch host or joined by an NVLink "
+                                  "bridge use NVLink; GPU-NIC pairs that meet in the root complex are beyond "
+                                  "NCCL's default GDR level (PXB)"}
     if not pairs:
         return skip(f"no GPU/NIC pair crosses PCIe ports this check judges ({len(not_judged)} pair(s) set aside: "
                     "NVLink between the GPUs, or GPU and NIC meet only in the root complex)", evidence)

@@ -83,6 +83,34 @@ def _fabric(nvml: Any, handle: Any) -> Any:
     return result
 
 
+# NVML_FEATURE_ENABLED: nvmlDeviceGetNvLinkState's answer for a link that is up.
+NVLINK_UP = 1
+
+
+def _nvlink(nvml: Any, handle: Any) -> Any:
+    """The GPU's NVLinks that are up and the PCI address at each one's far end: a peer GPU (an NVLink bridge
+    between two or four PCIe GPUs) or an NVSwitch. Peer traffic between bridged GPUs takes NVLink, not PCIe.
+
+    {"active": [[link, remote bus id], ...]}; the error of the first call when the GPU has no NVLink
+    (NOT_SUPPORTED) or the bindings lack the calls. Links are asked in order until the driver says there are no
+    more (INVALID_ARGUMENT past the GPU's last link).
+    """
+    state_of, remote_of = _fn(nvml, "nvmlDeviceGetNvLinkState"), _fn(nvml, "nvmlDeviceGetNvLinkRemotePciInfo")
+    limit = getattr(nvml, "NVML_NVLINK_MAX_LINKS", 18)
+    active: list[list[Any]] = []
+    for link in range(limit if isinstance(limit, int) else 18):
+        state = _call(state_of, handle, link)
+        if isinstance(state, dict):
+            if link == 0:
+                return state
+            break
+        if state != NVLINK_UP:
+            continue
+        remote = _call(remote_of, handle, link)
+        active.append([link, remote if isinstance(remote, dict) else _text(getattr(remote, "busId", None))])
+    return {"active": active}
+
+
 def _device(nvml: Any, index: int) -> dict[str, Any]:
     handle = _call(_fn(nvml, "nvmlDeviceGetHandleByIndex"), index)
     if isinstance(handle, dict) and "error" in handle:
@@ -122,6 +150,7 @@ def _device(nvml: Any, index: int) -> dict[str, Any]:
     memory = _call(_fn(nvml, "nvmlDeviceGetMemoryInfo"), handle)
     device["memory_total_bytes"] = memory if isinstance(memory, dict) else getattr(memory, "total", None)
     device["fabric"] = _fabric(nvml, handle)
+    device["nvlink"] = _nvlink(nvml, handle)
     if isinstance(device.get("cuda_compute_capability"), tuple):
         device["cuda_compute_capability"] = list(device["cuda_compute_capability"])
     return device
