@@ -37,6 +37,9 @@ def test_nvml_sees_the_gpu(live: Snapshot) -> None:
     for device in nvml["devices"]:
         assert isinstance(device["name"], str) and device["name"].startswith("NVIDIA")
         assert isinstance(device["minor_number"], int)
+        # The NVLink probe answers on every GPU: its links, or the driver's reason (NOT_SUPPORTED without NVLink).
+        nvlink = device["nvlink"]
+        assert isinstance(nvlink.get("active"), list) or nvlink["error"]["name"].startswith("NVMLError"), nvlink
 
 
 def test_nvidia_smi_agrees_with_nvml(live: Snapshot) -> None:

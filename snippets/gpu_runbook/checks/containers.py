@@ -58,6 +58,10 @@ NVML_ERROR_PAGES: dict[str, tuple[str, str, str]] = {
     "NVMLError_LibRmVersionMismatch": (
         "driver-mismatch", "causes",
         "The loaded kernel module and libnvidia-ml differ: reboot (or reload the module) after a driver upgrade."),
+    "NVMLError_OperatingSystem": (
+        "nvml-unknown-error", "no-cgroups",
+        "NVML says the operating system or the device cgroup blocks the GPU's control device: on a rootful engine "
+        "set no-cgroups = false in the toolkit's config.toml and recreate the container."),
     "NVMLError_NoPermission": (
         "device-nodes", "permissions",
         "The process cannot open /dev/nvidia*: fix the node modes or run with the right group."),
