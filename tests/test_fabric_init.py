@@ -68,7 +68,7 @@ class _Links:
     """Stand-in pynvml for the NVLink calls: `links` maps a link number to its peer's bus id (None: link down);
     a link past the last raises InvalidArgument, as the driver does; `none` raises NotSupported on every link."""
 
-    NVML_NVLINK_MAX_LINKS = 36
+    NVML_NVLINK_MAX_LINKS = 6  # what old bindings say; an H100 has 18 links
 
     def __init__(self, links: dict[int, Any], none: bool = False) -> None:
         self.links, self.none, self.calls = links, none, 0
@@ -79,6 +79,8 @@ class _Links:
             raise pynvml.NVMLError_NotSupported()
         if link not in self.links:
             raise pynvml.NVMLError_InvalidArgument()
+        if isinstance(self.links[link], type):
+            raise self.links[link]()
         return 0 if self.links[link] is None else 1
 
     def nvmlDeviceGetNvLinkRemotePciInfo(self, _handle: Any, link: int) -> Any:
@@ -89,6 +91,16 @@ def test_nvlink_lists_the_peer_of_each_active_link_and_stops_past_the_last() -> 
     bindings = _Links({0: "00000000:84:00.0", 1: None, 2: "00000000:84:00.0"})
     assert _nvlink(bindings, object()) == {"active": [[0, "00000000:84:00.0"], [2, "00000000:84:00.0"]]}
     assert bindings.calls == 4  # links 0-2, then the refusal of link 3: not all 36
+
+
+def test_nvlink_walks_past_the_bindings_constant_and_past_a_link_it_cannot_read() -> None:
+    """An 18-link GPU under old bindings (NVML_NVLINK_MAX_LINKS = 6), with link 3 unreadable: links 4-17 still
+    count, and the unread link is recorded rather than ending the walk."""
+    links: dict[int, Any] = {i: None for i in range(18)}
+    links.update({3: pynvml.NVMLError_Timeout, 12: "00000000:84:00.0", 17: "00000000:84:00.0"})
+    result = _nvlink(_Links(links), object())
+    assert result["active"] == [[12, "00000000:84:00.0"], [17, "00000000:84:00.0"]]
+    assert result["errors"]["3"]["name"] == "NVMLError_Timeout"
 
 
 def test_nvlink_on_a_gpu_without_nvlink_is_one_call_and_its_error() -> None:

@@ -59,9 +59,10 @@ NVML_ERROR_PAGES: dict[str, tuple[str, str, str]] = {
         "driver-mismatch", "causes",
         "The loaded kernel module and libnvidia-ml differ: reboot (or reload the module) after a driver upgrade."),
     "NVMLError_OperatingSystem": (
-        "nvml-unknown-error", "no-cgroups",
-        "NVML says the operating system or the device cgroup blocks the GPU's control device: on a rootful engine "
-        "set no-cgroups = false in the toolkit's config.toml and recreate the container."),
+        "nvml-unknown-error", "operating-system",
+        "NVML says the operating system blocks the GPU's control device (nvidia-smi: 'GPU access blocked by the "
+        "operating system'): inside a rootful container, set no-cgroups = false in the toolkit's config.toml and "
+        "recreate it; in a WSL2 distribution itself, the GPU must be in WDDM mode (TCC GPUs are not exposed to WSL)."),
     "NVMLError_NoPermission": (
         "device-nodes", "permissions",
         "The process cannot open /dev/nvidia*: fix the node modes or run with the right group."),

@@ -85,30 +85,39 @@ def _fabric(nvml: Any, handle: Any) -> Any:
 
 # NVML_FEATURE_ENABLED: nvmlDeviceGetNvLinkState's answer for a link that is up.
 NVLINK_UP = 1
+# Links asked at most: 18 on Hopper and Blackwell GPUs; bindings' NVML_NVLINK_MAX_LINKS ranges from 6 (old copies)
+# to 36 (nvidia-ml-py 13), so the bound is ours and the driver's INVALID_ARGUMENT ends the walk.
+NVLINK_LINKS_ASKED = 36
+# Errors at link 0 that mean "no NVLink to ask about" (a GPU without NVLink, bindings or a driver without the call).
+NVLINK_ABSENT = ("NVMLError_NotSupported", "NVMLError_FunctionNotFound", "AttributeError")
 
 
 def _nvlink(nvml: Any, handle: Any) -> Any:
     """The GPU's NVLinks that are up and the PCI address at each one's far end: a peer GPU (an NVLink bridge
     between two or four PCIe GPUs) or an NVSwitch. Peer traffic between bridged GPUs takes NVLink, not PCIe.
 
-    {"active": [[link, remote bus id], ...]}; the error of the first call when the GPU has no NVLink
-    (NOT_SUPPORTED) or the bindings lack the calls. Links are asked in order until the driver says there are no
-    more (INVALID_ARGUMENT past the GPU's last link).
+    {"active": [[link, remote bus id], ...], "errors": {link: error}} (errors only when a link could not be read);
+    the error itself when the GPU has no NVLink (NOT_SUPPORTED at link 0) or the bindings lack the calls. The walk
+    ends at the driver's INVALID_ARGUMENT past the GPU's last link; another error skips that link only.
     """
     state_of, remote_of = _fn(nvml, "nvmlDeviceGetNvLinkState"), _fn(nvml, "nvmlDeviceGetNvLinkRemotePciInfo")
-    limit = getattr(nvml, "NVML_NVLINK_MAX_LINKS", 18)
     active: list[list[Any]] = []
-    for link in range(limit if isinstance(limit, int) else 18):
+    errors: dict[str, Any] = {}
+    for link in range(NVLINK_LINKS_ASKED):
         state = _call(state_of, handle, link)
-        if isinstance(state, dict):
-            if link == 0:
+        if isinstance(state, dict) and "error" in state:
+            name = state["error"].get("name")
+            if name == "NVMLError_InvalidArgument":
+                break
+            if link == 0 and name in NVLINK_ABSENT:
                 return state
-            break
+            errors[str(link)] = state["error"]
+            continue
         if state != NVLINK_UP:
             continue
         remote = _call(remote_of, handle, link)
         active.append([link, remote if isinstance(remote, dict) else _text(getattr(remote, "busId", None))])
-    return {"active": active}
+    return {"active": active, **({"errors": errors} if errors else {})}
 
 
 def _device(nvml: Any, index: int) -> dict[str, Any]:
