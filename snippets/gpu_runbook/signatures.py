@@ -76,6 +76,9 @@ SIGNATURES: tuple[Signature, ...] = (
               "CUDA runtime and driver do not combine", ("unsupported display driver",)),
     Signature("driver-compat", r"NVIDIA_REQUIRE_CUDA", "the image's CUDA requirement", ("nvidia_require_cuda",),
               0.5, False),
+    Signature("driver-compat",
+              r"mount error: file creation failed: [^\n]*(libnvidia|libcuda|nvidia-smi)[^\n]*: file exists",
+              "a host driver file the hook mounts is already in the image", ("file creation failed",)),
     Signature("driver-compat", r"no kernel image is available for execution on the device|"
               r"cudaErrorNoKernelImageForDevice|CUDA_ERROR_NO_BINARY_FOR_GPU",
               "the program has no GPU code for this GPU's compute capability (error 209)",
