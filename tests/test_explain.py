@@ -7,11 +7,12 @@ import json
 import re
 import time
 from collections import Counter
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 from conftest import DOCS, run_cli
-from eval_explain import README, README_BLOCK, evaluate, readme_block
+from eval_explain import README, README_BLOCK, evaluate, evaluate_fresh, readme_block, thread_of
 from gen_error_index import TARGET, front_matter, render
 from gpu_runbook.explain import LIKELY, MATCH, POSSIBLE, explain, load_index
 from gpu_runbook.pages import PAGES, docs_path
@@ -160,3 +161,22 @@ def test_readme_reports_the_current_accuracy() -> None:
     assert block, "README.md lost its <!-- explain-accuracy --> block"
     assert block.group(0).split("\n", 1)[1].rsplit("<!--", 1)[0] == readme_block(), \
         "README accuracy is out of date: python tests/tools/eval_explain.py --update-readme"
+
+
+def test_fresh_reports_are_measured_and_a_bad_record_is_named(tmp_path: Path) -> None:
+    """`eval_explain.py --fresh` scores records the index has never seen, and names a record it cannot use."""
+    good = tmp_path / "new.jsonl"
+    good.write_text(json.dumps({"id": "x/y#1", "page": "driver-mismatch", "form": "cli-output", "source": "https://x",
+                                "cause": "upgrade without reboot", "text": "Failed to initialize NVML: Driver/library "
+                                "version mismatch"}) + "\n\n", encoding="utf-8")
+    result = evaluate_fresh(good)
+    assert (result["n"], result["top1"], result["top3"]) == (1, 1.0, 1.0)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"id": "x/y#2", "page": "no-such-page", "text": "x"}) + "\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"bad.jsonl:1: page 'no-such-page'"):
+        evaluate_fresh(bad)
+
+
+def test_thread_mates_share_a_thread() -> None:
+    assert thread_of("NVIDIA/k8s-device-plugin#990-2") == thread_of("NVIDIA/k8s-device-plugin#990")
+    assert thread_of("stackoverflow-25708786") == "stackoverflow-25708786"
