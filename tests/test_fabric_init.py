@@ -3,11 +3,16 @@ and the kernel-log parser of GPU initialisation failures on log forms the scenar
 
 from __future__ import annotations
 
+import copy
+import json
+from pathlib import Path
 from typing import Any
 
 import pynvml
 from gpu_runbook.parsers.proc import gpu_init_failures
 from gpu_runbook.probes.nvml import _fabric, _nvlink
+from gpu_runbook.registry import load_checks, run_checks
+from gpu_runbook.snapshot import Snapshot
 
 
 class _Info:
@@ -123,13 +128,6 @@ def test_init_failures_in_a_journald_export() -> None:
 def test_nvml_init_on_a_machine_without_an_nvidia_gpu_names_the_empty_bus() -> None:
     """A machine with no NVIDIA GPU on its PCI bus is sent to the empty-bus section, not told to install the driver;
     the same NVML error with a GPU on the bus keeps the driver page."""
-    import copy
-    import json
-    from pathlib import Path
-
-    from gpu_runbook.registry import load_checks, run_checks
-    from gpu_runbook.snapshot import Snapshot
-
     load_checks()
     scenario = Path(__file__).parent / "scenarios" / "gpu-init-failure" / "broken-no-nvidia-gpu-on-the-bus.json"
     data = json.loads(scenario.read_text(encoding="utf-8"))["snapshot"]

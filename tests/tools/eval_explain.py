@@ -39,10 +39,7 @@ def evaluate_fresh(path: Path, index: dict[str, Any] | None = None) -> dict[str,
         report = json.loads(line)
         if report.get("page") not in PAGES:
             raise SystemExit(f"{path}:{number}: page {report.get('page')!r} is not a catalogue page")
-        ranked = [m.page for m in explain(report["text"], data)]
-        rows.append({"report": {**report, "form": report.get("form", "?")}, "ranked": ranked,
-                     "top1": bool(ranked) and ranked[0] == report["page"], "top3": report["page"] in ranked[:3],
-                     "levels": []})
+        rows.append(_judged({**report, "form": report.get("form", "?")}, explain(report["text"], data)))
     return {"rows": rows, **summarise(rows)}
 
 
@@ -59,12 +56,16 @@ def evaluate(split: str, index: dict[str, Any] | None = None) -> dict[str, Any]:
     for report in reports:
         if report["split"] != split:
             continue
-        matches = explain(report["text"], data, exclude_reports=threads[thread_of(report["id"])])
-        ranked = [m.page for m in matches]
-        top3 = ranked[:3]
-        rows.append({"report": report, "ranked": ranked, "top1": bool(ranked) and ranked[0] == report["page"],
-                     "top3": report["page"] in top3, "levels": [m.level for m in matches]})
+        rows.append(_judged(report, explain(report["text"], data, exclude_reports=threads[thread_of(report["id"])])))
     return {"rows": rows, **summarise(rows)}
+
+
+def _judged(report: dict[str, Any], matches: list[Any]) -> dict[str, Any]:
+    """One report's row: the pages `explain` ranked, their levels, and whether the labelled page is first or in
+    the top three."""
+    ranked = [m.page for m in matches]
+    return {"report": report, "ranked": ranked, "top1": bool(ranked) and ranked[0] == report["page"],
+            "top3": report["page"] in ranked[:3], "levels": [m.level for m in matches]}
 
 
 def thread_of(report_id: str) -> str:

@@ -82,35 +82,34 @@ def pci_bridges_fact(snapshot: Snapshot) -> dict[str, dict[str, Any]]:
 
 
 @fact("nvlink_peers")
-def nvlink_peers_fact(snapshot: Snapshot) -> dict[str, dict[str, Any]]:
-    """What NVML says of each GPU's NVLinks, by the GPU's PCI address: "active", how many links are up, and
-    "peers", the PCI addresses at their far ends (a bridged peer GPU or an NVSwitch; inside a VM the far end may
-    read as no address at all). Missing when NVML did not answer or the snapshot predates the NVLink probe; a
-    GPU whose links could not be read has no entry."""
+def nvlink_peers_fact(snapshot: Snapshot) -> dict[str, list[str]]:
+    """Per GPU (its PCI address), the PCI addresses NVML reports at the far end of its active NVLinks: a bridged
+    peer GPU or an NVSwitch (inside a VM the far end may read as no address at all, and is left out). Missing
+    when NVML did not answer or the snapshot predates the NVLink probe; a GPU with no such address has no
+    entry."""
     nvml = snapshot.nvml
     if not isinstance(nvml.get("init"), dict) or not nvml["init"].get("ok"):
         raise Missing("NVML did not answer: NVLink state unknown", "skip")
     devices = [d for d in nvml.get("devices") or [] if isinstance(d, dict)]
     if not any("nvlink" in d for d in devices):
         raise Missing("the snapshot has no NVLink state (taken by an older gpu-runbook)", "skip")
-    out: dict[str, dict[str, Any]] = {}
+    peers: dict[str, list[str]] = {}
     for device in devices:
         own = normalize_bdf(device.get("pci_bus_id"))
         links = device.get("nvlink") if isinstance(device.get("nvlink"), dict) else {}
-        if not own or not isinstance(links.get("active"), list):
-            continue
-        active = [e for e in links["active"] if isinstance(e, list) and len(e) == 2]
-        out[own] = {"active": len(active),
-                    "peers": sorted({b for b in (normalize_bdf(e[1]) for e in active) if b})}
-    return out
+        remote = sorted({b for b in (normalize_bdf(entry[1]) for entry in links.get("active") or []
+                                     if isinstance(entry, list) and len(entry) == 2) if b})
+        if own and remote:
+            peers[own] = remote
+    return peers
 
 
-def _takes_nvlink(a: str, b: str, nvswitch: bool, nvlink: dict[str, dict[str, Any]]) -> bool:
+def _takes_nvlink(a: str, b: str, nvswitch: bool, peers: dict[str, list[str]]) -> bool:
     """Whether GPU-GPU traffic between a and b goes over NVLink: the host has NVSwitches, or a bridge joins
     them (NVML names one at the far end of the other's link). A GPU on an NVSwitch host whose links are all
     down still counts as joined: judging it would need NVML, and a check may not turn ok when NVML is
     unreadable while it warns with NVML's answer (tests/test_nonroot.py)."""
-    return nvswitch or b in nvlink.get(a, {}).get("peers", ()) or a in nvlink.get(b, {}).get("peers", ())
+    return nvswitch or b in peers.get(a, ()) or a in peers.get(b, ())
 
 
 @fact("virtual_machine")
@@ -220,7 +219,7 @@ def _nvswitch_host(functions: list[dict[str, Any]], fabric: Optional[dict[str, A
 def check_acs_redirect(  # noqa: PLR0917 (the registry passes each declared fact positionally)
         functions: list[dict[str, Any]], bridges: dict[str, dict[str, Any]], vm: Optional[bool],
         iommu: Optional[dict[str, Any]], fabric: Optional[dict[str, Any]],
-        nvlink_peers: Optional[dict[str, dict[str, Any]]]) -> Verdict:
+        nvlink_peers: Optional[dict[str, list[str]]]) -> Verdict:
     """A PCIe port on the path between two GPUs (or a GPU and a NIC) has ACS P2P redirect enabled.
 
     Why it matters: with ACS P2P Request/Completion Redirect set on a switch's downstream ports or on the
@@ -251,13 +250,13 @@ def check_acs_redirect(  # noqa: PLR0917 (the registry passes each declared fact
     pairs: dict[str, dict[str, Any]] = {}
     not_judged: list[str] = []
     nvswitch = _nvswitch_host(functions, fabric)
-    nvlink = nvlink_peers or {}
+    peers = nvlink_peers or {}
     for a, b in combinations(endpoints, 2):
         if a["kind"] != "gpu" and b["kind"] != "gpu":
             continue
         common, ports = shared_path(a["upstream"], b["upstream"])
         gpu_pair = a["kind"] == b["kind"] == "gpu"
-        if (gpu_pair and _takes_nvlink(a["bdf"], b["bdf"], nvswitch, nvlink)) or \
+        if (gpu_pair and _takes_nvlink(a["bdf"], b["bdf"], nvswitch, peers)) or \
                 (a["kind"] != b["kind"] and not common):
             not_judged.append(f"{a['bdf']}<->{b['bdf']}")
             continue
@@ -272,8 +271,8 @@ def check_acs_redirect(  # noqa: PLR0917 (the registry passes each declared fact
         pairs[f"{a['bdf']}<->{b['bdf']}"] = {"meet": "switch " + common[-1] if common else "root complex",
                                               "ports": ports, "redirecting": pair_redirects}
     evidence: dict[str, Any] = {"pairs": pairs, "virtual_machine": vm, "iommu": iommu}
-    if nvlink:
-        evidence["nvlink"] = nvlink
+    if peers:
+        evidence["nvlink_peers"] = peers
     if not_judged:
         evidence["not_judged"] = {"pairs": not_judged, "why": "GPU pairs on an NVSwitch host or joined by an NVLink "
                                   "bridge use NVLink; GPU-NIC pairs that meet in the root complex are beyond "
