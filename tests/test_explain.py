@@ -121,6 +121,9 @@ def test_corpus_records_are_well_formed() -> None:
         assert isinstance(report.get("cause"), str) and len(report["cause"]) > 10, where
         assert all(p in PAGES for p in report.get("also") or []), where
         assert report["_where"].split(".jsonl")[0] == report["page"], f"{where}: filed under another page"
+        if "relabelled" in report:  # the consistency pass keeps the old page first in `also`
+            was = re.fullmatch(r"2026-12-02 consistency pass: was ([a-z0-9-]+)", report["relabelled"])
+            assert was and was.group(1) != report["page"] and report["also"][0] == was.group(1), where
 
 
 def test_corpus_covers_every_page_and_splits_about_seventy_thirty() -> None:
@@ -138,15 +141,16 @@ def held_out() -> dict:
 
 
 def test_held_out_reports_stay_above_the_measured_floor(held_out: dict) -> None:
-    """Regression guard on the test split (never tuned on): the level measured on 2026-12-02 after the split
-    grew by 65 freshly collected reports (top-1 0.741, top-3 0.895 on 220 reports), less two reports."""
+    """Regression guard on the test split (never tuned on): the level measured on 2026-12-02 after the
+    labelling consistency pass (tests/data/reports/README.md; top-1 0.732, top-3 0.873 on 220 reports), less
+    about two reports."""
     sections = {name: round(top3, 3) for name, (_, _, top3) in held_out["sections"].items()}
     assert held_out["top1"] >= 0.72, f"test top-1 fell to {held_out['top1']:.3f}"
-    assert held_out["top3"] >= 0.88, f"test top-3 fell to {held_out['top3']:.3f}"
+    assert held_out["top3"] >= 0.86, f"test top-3 fell to {held_out['top3']:.3f}"
     assert all(v >= 0.8 for v in sections.values()), f"a section's test top-3 < 0.8: {sections}"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10's bar is not met yet: test top-1 0.741 (bar 0.85), top-3 0.895 (bar "
+@pytest.mark.xfail(strict=True, reason="issue 10's bar is not met yet: test top-1 0.732 (bar 0.85), top-3 0.873 (bar "
                                        "0.95) on 2026-12-02; when it passes, drop this marker")
 def test_held_out_reports_meet_the_bar(held_out: dict) -> None:
     """On the test split (never used for tuning): top-1 >= 0.85, top-3 >= 0.95, each section's top-3 >= 0.8."""

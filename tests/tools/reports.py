@@ -1,7 +1,8 @@
 """The real-report corpus (tests/data/reports/<page-id>.jsonl) and its fixed dev/test split.
 
 One record per report: `id`, `page` (the page that fixes the confirmed cause), `source` (link), `form`,
-`cause`, `text` (as pasted), optional `also`. The split is a pure function of the id (a hash), decided once
+`cause`, `text` (as pasted), optional `also`, and `relabelled` on the records the consistency pass changed
+(tests/data/reports/README.md). The split is a pure function of the id (a hash), decided once
 and never by a result: a report cannot move between `dev` and `test`, and new reports fall where their id
 puts them. `explain` and the site index learn from `dev` only; `test` only measures.
 """
