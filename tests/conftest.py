@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
@@ -19,6 +20,17 @@ DOCS = REPO / "docs"
 
 if str(SNIPPETS) not in sys.path:
     sys.path.insert(0, str(SNIPPETS))
+
+
+def load_hook(name: str) -> Any:
+    """A site hook (docs/hooks/<name>.py) as a module, loaded once; MkDocs loads them by path, not as a package."""
+    module_name = f"gpu_runbook_test_hook_{name}"
+    if module_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(module_name, DOCS / "hooks" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[module_name]
 
 
 def scenario_files() -> list[Path]:

@@ -3,14 +3,12 @@ the stack; every drawing has a text alternative and reaches for nothing outside 
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SCENARIO_DIR
+from conftest import REPO, SCENARIO_DIR, load_hook
 from gpu_runbook.diagrams import findings_stack_svg, stack_svg
 from gpu_runbook.doctor import judge
 from gpu_runbook.layers import LAYERS
@@ -19,17 +17,6 @@ from gpu_runbook.pages import PAGES
 SVG = "{http://www.w3.org/2000/svg}"
 BROKEN_CAPTURE = SCENARIO_DIR / "device-nodes" / "captured-h200-mode-0600-nonroot.json"
 HEALTHY_CAPTURE = SCENARIO_DIR / "device-nodes" / "captured-h200-private-dev-healthy.json"
-
-
-def _hook(name: str):
-    path = REPO / "docs" / "hooks" / f"{name}.py"
-    module_name = f"gpu_runbook_test_hook_{name}"
-    if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[module_name]
 
 
 def _parse(svg: str) -> ET.Element:
@@ -87,7 +74,7 @@ def test_no_layer_check_ran_draws_nothing() -> None:
 
 
 def test_triage_flow_takes_every_page_from_the_catalogue() -> None:
-    diagrams = _hook("diagrams")
+    diagrams = load_hook("diagrams")
     svg = diagrams.triage_svg(lambda page_id, anchor="": f"../{page_id}.html", {})
     root = _parse(svg)
     _self_contained(svg)
@@ -100,7 +87,7 @@ def test_triage_flow_takes_every_page_from_the_catalogue() -> None:
 
 
 def test_triage_examples_are_documented_error_strings() -> None:
-    diagrams = _hook("diagrams")
+    diagrams = load_hook("diagrams")
     for row in diagrams.triage_rows({}):
         if not row["example"]:
             continue
@@ -111,7 +98,7 @@ def test_triage_examples_are_documented_error_strings() -> None:
 
 @pytest.mark.parametrize("name", ["sharing", "recovery"])
 def test_decision_diagrams_link_to_runbook_pages(name: str) -> None:
-    diagrams = _hook("diagrams")
+    diagrams = load_hook("diagrams")
     links: list[tuple[str, str]] = []
     svg = getattr(diagrams, f"{name}_svg")(lambda page_id, anchor="": links.append((page_id, anchor)) or "#x")
     root = _parse(svg)
@@ -130,7 +117,7 @@ def test_decision_diagrams_link_to_runbook_pages(name: str) -> None:
 
 
 def test_notebook_example_label_comes_from_the_capture() -> None:
-    notebooks = _hook("notebooks")
+    notebooks = load_hook("notebooks")
     for notebook, capture in notebooks.EXAMPLES.items():
         assert (REPO / notebook).exists() and "/captured-h200-" in capture
         label = notebooks.capture_label(capture)
@@ -146,7 +133,7 @@ def test_label_refuses_a_capture_whose_driver_disagrees(tmp_path: Path) -> None:
 
     from mkdocs.exceptions import PluginError
 
-    notebooks = _hook("notebooks")
+    notebooks = load_hook("notebooks")
     scenario = json.loads(BROKEN_CAPTURE.read_text(encoding="utf-8"))
     scenario["source"] = scenario["source"].replace("580.159.04", "570.1.2")
     bad = tmp_path / "captured-h200-bad.json"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import http.server
-import importlib.util
 import os
 import shutil
 import threading
@@ -17,7 +16,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from conftest import REPO
+from conftest import load_hook
 from playwright.sync_api import sync_playwright
 
 pytestmark = pytest.mark.browser
@@ -141,16 +140,8 @@ def test_search_finds_error_strings(site_url: str, browser_page, query: str, exp
     assert not outside, outside
 
 
-def _lunr_hook():
-    spec = importlib.util.spec_from_file_location("gpu_runbook_hook_lunr_tokenset",
-                                                  REPO / "docs" / "hooks" / "lunr_tokenset.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_lunr_patch_rewrites_the_worker_once(tmp_path: Path) -> None:
-    hook = _lunr_hook()
+    hook = load_hook("lunr_tokenset")
     workers = tmp_path / "assets" / "javascripts" / "workers"
     workers.mkdir(parents=True)
     worker = workers / "search.0123abcd.min.js"
@@ -165,10 +156,9 @@ def test_lunr_patch_rewrites_the_worker_once(tmp_path: Path) -> None:
 
 def test_search_worker_carries_the_lunr_tokenset_fix(built_site: Path) -> None:
     """docs/hooks/lunr_tokenset.py patched Material's search worker (else some pasted errors find nothing)."""
-    hook = _lunr_hook()
-    BUGGY, FIXED = hook.BUGGY, hook.FIXED
-    workers = [p for p in (built_site / "assets" / "javascripts" / "workers").glob("search.*.js")]
+    hook = load_hook("lunr_tokenset")
+    workers = list((built_site / "assets" / "javascripts" / "workers").glob("search.*.js"))
     assert workers, "no search worker in the built site"
     for worker in workers:
         source = worker.read_text(encoding="utf-8")
-        assert FIXED in source and BUGGY not in source, worker.name
+        assert hook.FIXED in source and hook.BUGGY not in source, worker.name

@@ -26,8 +26,6 @@ def patch_worker(site_dir: str) -> list[str]:
     """Rewrite the search worker(s) under `site_dir`; the paths patched (already patched ones count too)."""
     patched = []
     for path in glob.glob(os.path.join(site_dir, "assets", "javascripts", "workers", "search.*.js")):
-        if path.endswith(".map"):
-            continue
         with open(path, encoding="utf-8") as handle:
             source = handle.read()
         if FIXED in source:
