@@ -112,6 +112,16 @@ class CommandFact:
         return (self.stdout or "") + (self.stderr or "")
 
 
+def nvml_answered(nvml: Optional[dict[str, Any]]) -> bool:
+    """Whether the NVML probe's `nvmlInit` succeeded (`init.ok`); False for a missing or malformed probe.
+
+    >>> nvml_answered({"init": {"ok": True}}), nvml_answered({"init": {"ok": False}}), nvml_answered(None)
+    (True, False, False)
+    """
+    init = nvml.get("init") if isinstance(nvml, dict) else None
+    return isinstance(init, dict) and bool(init.get("ok"))
+
+
 def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 

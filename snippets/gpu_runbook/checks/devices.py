@@ -34,7 +34,7 @@ from gpu_runbook.parsers.proc import (
 )
 from gpu_runbook.parsers.toolkit import version_tuple
 from gpu_runbook.registry import boundary, check, fact
-from gpu_runbook.snapshot import NOT_PRESENT, CommandFact, Missing, Snapshot
+from gpu_runbook.snapshot import NOT_PRESENT, CommandFact, Missing, Snapshot, nvml_answered
 
 # -- facts of this section ------------------------------------------------------------------------
 
@@ -892,7 +892,7 @@ def gsp_firmware_missing(driver: DriverVersion, firmware: dict[str, list[str]], 
                   f"({'present' if files else 'absent'} for this version)", evidence)
     if files:
         return ok(f"open module {driver.version} with its GSP firmware ({', '.join(sorted(files))})", evidence)
-    nvml_ok = bool(nvml and isinstance(nvml.get("init"), dict) and nvml["init"].get("ok"))
+    nvml_ok = nvml_answered(nvml)
     summary = (f"open module {driver.version} is loaded but /lib/firmware/nvidia/{driver.version}/gsp_*.bin "
                f"is missing (firmware present for: {', '.join(sorted(firmware)) or 'no version'})")
     fix = ("Reboot into the installed driver (module and firmware versions then match), or reinstall the "

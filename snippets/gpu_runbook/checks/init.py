@@ -10,7 +10,7 @@ from gpu_runbook.findings import Verdict, fail, ok, skip, unknown, warn
 from gpu_runbook.parsers.pci import is_function, normalize_bdf
 from gpu_runbook.parsers.proc import InitFailure, gpu_init_failures, module_load_causes
 from gpu_runbook.registry import check
-from gpu_runbook.snapshot import CommandFact
+from gpu_runbook.snapshot import CommandFact, nvml_answered
 
 # The proprietary module's refusal of a GPU that needs the open modules (Grace Hopper, Blackwell), as a report
 # pasted it (NVIDIA/open-gpu-kernel-modules#1332); the text is not in the open-module source.
@@ -19,7 +19,7 @@ NEEDS_OPEN_MODULES = re.compile(r"requires use of the NVIDIA open kernel modules
 
 def _nvml_view(nvml: Optional[dict[str, Any]]) -> Optional[tuple[set[str], int]]:
     """(PCI addresses NVML reports, its device count), or None when NVML did not answer."""
-    if not nvml or not isinstance(nvml.get("init"), dict) or not nvml["init"].get("ok"):
+    if not nvml_answered(nvml):
         return None
     devices = nvml.get("devices") if isinstance(nvml.get("devices"), list) else []
     seen = {b for b in (normalize_bdf(d.get("pci_bus_id")) for d in devices if isinstance(d, dict)) if b}

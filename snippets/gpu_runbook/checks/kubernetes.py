@@ -24,7 +24,7 @@ from gpu_runbook.parsers.operands import gfd_label_model, gfd_model_counts, nvid
 from gpu_runbook.parsers.proc import DriverVersion
 from gpu_runbook.probes.commands import MAX_OUTPUT_CHARS
 from gpu_runbook.registry import boundary, check, fact
-from gpu_runbook.snapshot import ABSENT, NOT_PRESENT, CommandFact, Missing, Snapshot
+from gpu_runbook.snapshot import ABSENT, NOT_PRESENT, CommandFact, Missing, Snapshot, nvml_answered
 
 DEVICE_PLUGIN_DIR = "/var/lib/kubelet/device-plugins"
 CHECKPOINT = DEVICE_PLUGIN_DIR + "/kubelet_internal_checkpoint"
@@ -39,7 +39,7 @@ NODE_FEATURE_PREFIX = "nvidia-features-for-"  # internal/lm/output.go nodeFeatur
 
 def _gpu_count(nvml: Optional[dict[str, Any]]) -> Optional[int]:
     """GPUs NVML counted, or None when NVML did not answer."""
-    if not nvml or "error" in nvml or not isinstance(nvml.get("init"), dict) or not nvml["init"].get("ok"):
+    if not nvml or "error" in nvml or not nvml_answered(nvml):
         return None
     count = nvml.get("device_count")
     return count if isinstance(count, int) and not isinstance(count, bool) and count >= 0 else None

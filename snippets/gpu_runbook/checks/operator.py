@@ -12,7 +12,7 @@ from typing import Any, Optional
 from gpu_runbook.findings import Verdict, fail, ok, skip, unknown, warn
 from gpu_runbook.parsers.proc import DriverVersion
 from gpu_runbook.registry import check, fact
-from gpu_runbook.snapshot import NOT_PRESENT, Missing, Snapshot
+from gpu_runbook.snapshot import NOT_PRESENT, Missing, Snapshot, nvml_answered
 
 VALIDATIONS_DIR = "/run/nvidia/validations"  # cmd/nvidia-validator/main.go defaultStatusPath (validator/ before 25.10)
 # The validator's status files in the order its init containers create them (driver -> toolkit -> cuda -> plugin);
@@ -207,7 +207,7 @@ def dcgm_profiling_unsupported(nvml: dict[str, Any]) -> Verdict:
     architecture enums; NVIDIA/DCGM#193 (GeForce RTX 3090); NVIDIA/dcgm-exporter pkg/cmd/app.go at 4.5.3-4.8.2
     (queryDCPMetrics), #657 and pull request #736 (mixed-model nodes).
     """
-    if not isinstance(nvml.get("init"), dict) or not nvml["init"].get("ok"):
+    if not nvml_answered(nvml):
         return unknown("NVML did not answer, so the GPUs' brand and architecture are unknown")
     devices = [d for d in nvml.get("devices") or [] if isinstance(d, dict) and "error" not in d]
     if not devices:

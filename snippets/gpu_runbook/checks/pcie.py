@@ -25,7 +25,7 @@ from gpu_runbook.parsers.proc import DriverVersion
 from gpu_runbook.parsers.toolkit import version_tuple
 from gpu_runbook.probes import plan
 from gpu_runbook.registry import boundary, check, fact
-from gpu_runbook.snapshot import CommandFact, Missing, Snapshot
+from gpu_runbook.snapshot import CommandFact, Missing, Snapshot, nvml_answered
 
 DEVICE_PREFIX = plan.PCI_DEVICES + "/"
 
@@ -88,7 +88,7 @@ def nvlink_peers_fact(snapshot: Snapshot) -> dict[str, list[str]]:
     when NVML did not answer or the snapshot predates the NVLink probe; a GPU with no such address has no
     entry."""
     nvml = snapshot.nvml
-    if not isinstance(nvml.get("init"), dict) or not nvml["init"].get("ok"):
+    if not nvml_answered(nvml):
         raise Missing("NVML did not answer: NVLink state unknown", "skip")
     devices = [d for d in nvml.get("devices") or [] if isinstance(d, dict)]
     if not any("nvlink" in d for d in devices):
