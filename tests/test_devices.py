@@ -325,6 +325,27 @@ def test_kernel_log_names_why_nvidia_is_not_loaded(line: str, anchor: str) -> No
     assert finding.status is Status.FAIL and finding.url.endswith("#" + anchor), finding
 
 
+@pytest.mark.parametrize(("release", "dxg", "status", "url_end"), [
+    ("5.15.167.4-microsoft-standard-WSL2", True, Status.SKIP, ""),
+    ("5.15.167.4-microsoft-standard-WSL2", False, Status.FAIL, "gpu-not-visible.html#wsl"),
+    ("4.4.0-19041-Microsoft", False, Status.FAIL, "gpu-not-visible.html#wsl"),
+    ("6.8.0-60-generic", True, Status.FAIL, "#driver-not-loaded"),  # a /dev/dxg alone does not make WSL
+])
+def test_wsl_has_no_nvidia_module_by_design(release: str, dxg: bool, status: Status, url_end: str) -> None:
+    """Under WSL 2 the Windows driver lends the GPU through /dev/dxg: "load the nvidia module" would be wrong
+    advice there; WSL without /dev/dxg has no GPU from Windows."""
+    data = load_scenario(SCENARIO_DIR / "kernel-modules" / "broken-driver-not-loaded.json")["snapshot"]
+    data["host"]["kernel_release"] = release
+    data["paths"]["/dev/dxg"] = ({"kind": "char", "major": 10, "minor": 125, "mode": 0o20666} if dxg
+                                 else {"error": "ENOENT"})
+    finding = _finding(data, "kernel-modules-loaded")
+    assert finding.status is status, finding
+    if url_end:
+        assert finding.url.endswith(url_end), finding.url
+    else:
+        assert "/dev/dxg" in finding.summary and "WSL 2" in finding.summary
+
+
 def test_open_module_message_is_stale_once_the_proprietary_module_runs() -> None:
     data = healthy()
     data["files"]["/proc/driver/nvidia/version"] = {

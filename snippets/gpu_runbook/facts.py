@@ -26,6 +26,24 @@ NVIDIA_MODESET_MINOR = 254
 NVIDIA_NODE = re.compile(r"^/dev/nvidia(?:\d+|ctl|-uvm|-uvm-tools|-modeset|-caps/.+|-nvswitch\d+|-nvlink)$")
 
 
+@fact("wsl")
+def wsl_fact(snapshot: Snapshot) -> dict[str, Any]:
+    """Windows Subsystem for Linux: {"version": 1 or 2, "dxg": whether /dev/dxg is a character device}.
+
+    Missing (skip) on any other kernel. WSL kernels name Microsoft in their release ("5.15.167.4-microsoft-
+    standard-WSL2", WSL 1's "4.4.0-19041-Microsoft"); under WSL 2 the GPU comes from the Windows driver
+    through /dev/dxg, and there is no nvidia kernel module or /dev/nvidia* node by design.
+    """
+    release = snapshot.host.get("kernel_release")
+    if not isinstance(release, str) or not release:
+        release = snapshot.file("/proc/sys/kernel/osrelease").text or ""
+    lower = release.lower()
+    if "microsoft" not in lower:
+        raise Missing("not Windows Subsystem for Linux", "skip")
+    version = 2 if ("wsl2" in lower or "microsoft-standard" in lower) else 1
+    return {"version": version, "release": release.strip(), "dxg": snapshot.path("/dev/dxg").get("kind") == "char"}
+
+
 @fact("nvml")
 def nvml_fact(snapshot: Snapshot) -> dict[str, Any]:
     """The NVML section; skip when the collection did not ask NVML (e.g. --root)."""

@@ -746,10 +746,10 @@ LOAD_CAUSES = {
 
 
 @check("kernel-modules-loaded", title="NVIDIA kernel modules loaded", page="kernel-modules",
-       facts=("proc_modules",), optional=("nvidia_smi", "in_container", "kernel_log", "kernel_driver"))
-def kernel_modules_not_loaded(
+       facts=("proc_modules",), optional=("nvidia_smi", "in_container", "kernel_log", "kernel_driver", "wsl"))
+def kernel_modules_not_loaded(  # noqa: PLR0917 (the registry passes each declared fact positionally)
         modules: dict[str, dict[str, object]], smi: Optional[CommandFact], in_container: Optional[bool],
-        log: Optional[CommandFact], driver: Optional[DriverVersion]) -> Verdict:
+        log: Optional[CommandFact], driver: Optional[DriverVersion], wsl: Optional[dict[str, Any]]) -> Verdict:
     """The nvidia kernel module (or nvidia_uvm, which CUDA needs) is not loaded or not live, so
     "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver"; or the open module is
     loaded but the kernel log says a GPU is too old for it.
@@ -758,7 +758,9 @@ def kernel_modules_not_loaded(
     Without nvidia.ko there is no /proc/driver/nvidia, no /dev/nvidiactl and NVML reports Driver Not Loaded.
     Without nvidia_uvm CUDA cannot start. nvidia_modeset and nvidia_drm serve displays and are optional on a
     headless compute host. Where the kernel log holds the reason (open module on a pre-Turing GPU, another
-    driver first, a refused signature, missing GSP firmware), the finding names it.
+    driver first, a refused signature, missing GSP firmware), the finding names it. Under WSL 2 there is no
+    nvidia module by design (the Windows driver lends the GPU through /dev/dxg): the check does not apply there,
+    and WSL without /dev/dxg has no GPU from Windows at all.
 
     ## Evidence
     /proc/modules (name, state, taint flags), the nvidia-smi output, the NVRM lines of the kernel log.
@@ -775,6 +777,15 @@ def kernel_modules_not_loaded(
     if causes:
         evidence["kernel_log"] = causes
     nvidia = modules.get("nvidia")
+    if nvidia is None and wsl is not None:
+        evidence["wsl"] = wsl
+        if wsl.get("dxg"):
+            return skip(f"WSL {wsl.get('version')}: no nvidia kernel module here by design; the Windows driver lends "
+                        "the GPU through /dev/dxg (do not install a Linux NVIDIA driver in the distribution)", evidence)
+        return fail(f"WSL {wsl.get('version')} without /dev/dxg: Windows lends this distribution no GPU",
+                    "Run the distribution under WSL 2 (wsl --set-version <distribution> 2) on a Windows host with an "
+                    "NVIDIA GPU and a current NVIDIA Windows driver, then wsl --shutdown and start it again; do not "
+                    "install a Linux NVIDIA driver inside it.", evidence, page="gpu-not-visible", anchor="wsl")
     if nvidia is None:
         named = [LOAD_CAUSES[c] for c in LOAD_CAUSES if c in causes]
         if named:

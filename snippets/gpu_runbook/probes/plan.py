@@ -133,6 +133,7 @@ PATHS: tuple[str, ...] = (
     "/dev/nvidia-nvswitch*",
     "/dev/nvidia-nvlink",
     "/dev/dri/*",
+    "/dev/dxg",  # WSL 2: the Windows driver's GPU paravirtualisation device
     "/.dockerenv",
     "/run/.containerenv",
     "/usr/bin/nvidia-smi",
