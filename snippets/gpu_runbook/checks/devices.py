@@ -781,7 +781,8 @@ def kernel_modules_not_loaded(  # noqa: PLR0917 (the registry passes each declar
         evidence["wsl"] = wsl
         if wsl.get("dxg"):
             return skip(f"WSL {wsl.get('version')}: no nvidia kernel module here by design; the Windows driver lends "
-                        "the GPU through /dev/dxg (do not install a Linux NVIDIA driver in the distribution)", evidence)
+                        "GPUs through /dev/dxg (/usr/lib/wsl/lib/nvidia-smi -L shows whether one is NVIDIA's; do not "
+                        "install a Linux NVIDIA driver in the distribution)", evidence)
         return fail(f"WSL {wsl.get('version')} without /dev/dxg: Windows lends this distribution no GPU",
                     "Run the distribution under WSL 2 (wsl --set-version <distribution> 2) on a Windows host with an "
                     "NVIDIA GPU and a current NVIDIA Windows driver, then wsl --shutdown and start it again; do not "
