@@ -212,7 +212,23 @@ def test_gfd_check_count_and_mig_single_and_unreadable() -> None:
 def test_visible_devices_values(value: str, expected: Status) -> None:
     data = scenario("gpu-requests", "broken-visible-devices-all")
     data["env"]["NVIDIA_VISIBLE_DEVICES"] = value
+    data["nvml"]["device_count"] = 2  # what a pod given two GPUs sees
     assert verdicts(data)["visible-devices-all-in-pod"] is expected
+
+
+@pytest.mark.parametrize("value, seen, expected", [
+    ("GPU-1", 8, Status.WARN), ("0,1", 8, Status.WARN), ("GPU-1,GPU-1", 2, Status.WARN),  # replicas of one GPU
+    ("GPU-1,GPU-2", 2, Status.OK), ("MIG-1", 1, Status.OK), ("MIG-1", 2, Status.OK), ("0:1", 2, Status.OK)])
+def test_a_pod_that_sees_more_gpus_than_it_was_allocated(value: str, seen: int, expected: Status) -> None:
+    """A privileged pod gets every GPU of the node whatever the plugin allocated; MIG devices are not compared
+    (NVML counts their parent GPUs)."""
+    data = scenario("gpu-requests", "broken-visible-devices-all")
+    data["env"]["NVIDIA_VISIBLE_DEVICES"] = value
+    data["nvml"]["device_count"] = seen
+    finding = next(f for f in run_checks(Snapshot(data), only=["visible-devices-all-in-pod"], strict=True))
+    assert finding.status is expected, finding
+    if expected is Status.WARN:
+        assert finding.url.endswith("gpu-requests.html#privileged") and f"NVML sees {seen}" in finding.summary
 
 
 def test_visible_devices_skips_outside_pods_and_under_root() -> None:
@@ -310,7 +326,8 @@ def test_plan_declares_the_kubernetes_facts() -> None:
 
 def test_pages_link_the_anchors_the_checks_use() -> None:
     anchors = {"device-plugin": ["plugin-not-running", "fewer-gpus", "lost-gpu"], "time-slicing": ["not-renamed"],
-               "feature-discovery": ["stale-labels", "gfd-no-retry"], "gpu-requests": ["visible-devices-all"],
+               "feature-discovery": ["stale-labels", "gfd-no-retry"],
+               "gpu-requests": ["visible-devices-all", "privileged"],
                "health-monitoring": ["reset-xids", "application-xids"]}
     for page, wanted in anchors.items():
         text = (DOCS / "kubernetes" / f"{page}.md").read_text()

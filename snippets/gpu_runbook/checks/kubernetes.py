@@ -454,6 +454,9 @@ def visible_devices_all_in_pod(env: dict[str, str], nvml: Optional[dict[str, Any
     no GPU, or only those it was allocated. CDI specs written by nvidia-ctk 1.15.0 and later set the variable to
     "void" in every container they inject into.
 
+    A pod whose list names fewer whole GPUs than NVML sees got the others another way: a privileged container
+    receives every device node of the host, whatever the plugin allocated.
+
     ## Evidence
     The pod's NVIDIA_VISIBLE_DEVICES, its pod name (host name) and component environment variables, NVML's
     GPU count and the /dev/nvidiaN nodes inside the pod, and the GPUs /proc/driver/nvidia/gpus lists.
@@ -464,7 +467,8 @@ def visible_devices_all_in_pod(env: dict[str, str], nvml: Optional[dict[str, Any
     internal/plugin/server.go (no NVIDIA_VISIBLE_DEVICES with CDI-only strategies); NVIDIA/gpu-operator
     assets/state-*/ (the components' NVIDIA_VISIBLE_DEVICES) and controllers/object_controls.go
     (transformToolkitCtrForCDI); nvidia-container-toolkit pkg/nvcdi (NVIDIA_VISIBLE_DEVICES=void in CDI
-    specs); NVIDIA Container Toolkit docs, "Specialized Configurations with Docker" (NVIDIA_VISIBLE_DEVICES).
+    specs); NVIDIA Container Toolkit docs, "Specialized Configurations with Docker" (NVIDIA_VISIBLE_DEVICES);
+    NVIDIA/k8s-device-plugin#161 and #336 (a privileged container sees every GPU).
     """
     value = env.get("NVIDIA_VISIBLE_DEVICES")
     gpus = _gpu_count(nvml)
@@ -483,6 +487,16 @@ def visible_devices_all_in_pod(env: dict[str, str], nvml: Optional[dict[str, Any
                     "cluster-wide, switch the plugin to deviceListStrategy volume-mounts or CDI and set "
                     "accept-nvidia-visible-devices-envvar-when-unprivileged = false.",
                     evidence, anchor="visible-devices-all")
+    if PLUGIN_VALUE.match(value.strip()):
+        allocated = set(value.strip().split(","))
+        # Whole GPUs only: NVML counts a MIG device's parent GPU, and "0:1" names a MIG device by index.
+        whole = all(not v.startswith("MIG-") and ":" not in v for v in allocated)
+        if whole and gpus is not None and gpus > len(allocated):
+            return warn(f"the pod was allocated {len(allocated)} GPU(s) (NVIDIA_VISIBLE_DEVICES={value[:120]}) but "
+                        f"NVML sees {gpus}: it uses GPUs the scheduler gave to other pods; a privileged container "
+                        "gets every GPU of the node", "Drop securityContext.privileged and grant the capabilities "
+                        "the workload needs, or run the pod under a runtime handler with "
+                        "privileged_without_host_devices = true.", evidence, anchor="privileged")
     if value.strip().lower() in ("none", "void", "") or value.startswith("/var/run/nvidia-container-devices") \
             or PLUGIN_VALUE.match(value.strip()):
         return ok(f"NVIDIA_VISIBLE_DEVICES={value[:120]}: a device list as the device plugin sets it", evidence)
