@@ -491,6 +491,10 @@ def visible_devices_all_in_pod(env: dict[str, str], nvml: Optional[dict[str, Any
         allocated = set(value.strip().split(","))
         # Whole GPUs only: NVML counts a MIG device's parent GPU, and "0:1" names a MIG device by index.
         whole = all(not v.startswith("MIG-") and ":" not in v for v in allocated)
+        if whole and _nvml_unreadable(nvml):
+            return unknown(f"NVML did not answer, so the GPUs this pod sees cannot be compared with the "
+                           f"{len(allocated)} the device plugin allocated (NVIDIA_VISIBLE_DEVICES={value[:120]})",
+                           evidence)
         if whole and gpus is not None and gpus > len(allocated):
             return warn(f"the pod was allocated {len(allocated)} GPU(s) (NVIDIA_VISIBLE_DEVICES={value[:120]}) but "
                         f"NVML sees {gpus}: it uses GPUs the scheduler gave to other pods; a privileged container "
