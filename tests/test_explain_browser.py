@@ -71,9 +71,16 @@ def test_the_404_page_carries_the_box(site_url: str, browser_page) -> None:  # n
 def _search(page, query: str) -> list[str]:
     """Material's search box: the pages of the result list, in order (articles, not sections)."""
     box = page.locator("input.md-search__input")
+    results = page.locator(".md-search-result__item > a")
+    # Empty the box and wait for the list to empty: otherwise the previous query's results, still on screen
+    # while the worker answers the new one, are read as this query's.
+    box.fill("")
+    for _ in range(50):
+        if not results.count():
+            break
+        page.wait_for_timeout(100)
     box.fill(query)
     box.press("End")
-    results = page.locator(".md-search-result__item > a")
     found: list[str] = []
     for attempt in range(60):
         page.wait_for_timeout(100)
