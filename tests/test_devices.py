@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
+from typing import Optional
 
 import pytest
 from conftest import SCENARIO_DIR, load_scenario
@@ -325,25 +326,32 @@ def test_kernel_log_names_why_nvidia_is_not_loaded(line: str, anchor: str) -> No
     assert finding.status is Status.FAIL and finding.url.endswith("#" + anchor), finding
 
 
-@pytest.mark.parametrize(("release", "dxg", "status", "url_end"), [
-    ("5.15.167.4-microsoft-standard-WSL2", True, Status.SKIP, ""),
-    ("5.15.167.4-microsoft-standard-WSL2", False, Status.FAIL, "gpu-not-visible.html#wsl"),
-    ("4.4.0-19041-Microsoft", False, Status.FAIL, "gpu-not-visible.html#wsl"),
-    ("6.8.0-60-generic", True, Status.FAIL, "#driver-not-loaded"),  # a /dev/dxg alone does not make WSL
+@pytest.mark.parametrize(("release", "dxg", "in_container", "status", "expect"), [
+    ("5.15.167.4-microsoft-standard-WSL2", True, False, Status.SKIP, "/dev/dxg"),
+    ("4.19.128-microsoft-standard", True, False, Status.SKIP, "/dev/dxg"),
+    ("5.15.167.4-microsoft-standard-WSL2", False, False, Status.FAIL, "gpu-not-visible.html#wsl"),
+    ("5.15.167.4-microsoft-standard-WSL2", False, True, Status.FAIL, "started without GPUs"),
+    ("5.15.167.4-microsoft-standard-WSL2", None, False, Status.UNKNOWN, "not looked at"),
+    ("4.4.0-19041-Microsoft", False, False, Status.FAIL, "WSL 1"),
+    ("6.8.0-1015-azure-microsoft-cvm", False, False, Status.FAIL, "#driver-not-loaded"),  # not WSL: Microsoft's own
+    ("6.8.0-60-generic", True, False, Status.FAIL, "#driver-not-loaded"),  # a /dev/dxg alone does not make WSL
 ])
-def test_wsl_has_no_nvidia_module_by_design(release: str, dxg: bool, status: Status, url_end: str) -> None:
+def test_wsl_has_no_nvidia_module_by_design(release: str, dxg: Optional[bool], in_container: bool, status: Status,
+                                            expect: str) -> None:
     """Under WSL 2 the Windows driver lends the GPU through /dev/dxg: "load the nvidia module" would be wrong
-    advice there; WSL without /dev/dxg has no GPU from Windows."""
+    advice there; WSL without /dev/dxg has no GPU from Windows, and a container there was started without one."""
     data = load_scenario(SCENARIO_DIR / "kernel-modules" / "broken-driver-not-loaded.json")["snapshot"]
     data["host"]["kernel_release"] = release
-    data["paths"]["/dev/dxg"] = ({"kind": "char", "major": 10, "minor": 125, "mode": 0o20666} if dxg
-                                 else {"error": "ENOENT"})
+    if dxg is None:
+        data["paths"].pop("/dev/dxg", None)
+    else:
+        data["paths"]["/dev/dxg"] = ({"kind": "char", "major": 10, "minor": 125, "mode": 0o20666} if dxg
+                                     else {"error": "ENOENT"})
+    if in_container:
+        data["paths"]["/.dockerenv"] = {"kind": "file", "mode": 0o100644}
     finding = _finding(data, "kernel-modules-loaded")
     assert finding.status is status, finding
-    if url_end:
-        assert finding.url.endswith(url_end), finding.url
-    else:
-        assert "/dev/dxg" in finding.summary and "WSL 2" in finding.summary
+    assert expect in finding.url or expect in finding.summary, finding
 
 
 def test_open_module_message_is_stale_once_the_proprietary_module_runs() -> None:

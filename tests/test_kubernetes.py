@@ -231,6 +231,26 @@ def test_a_pod_that_sees_more_gpus_than_it_was_allocated(value: str, seen: int, 
         assert finding.url.endswith("gpu-requests.html#privileged") and f"NVML sees {seen}" in finding.summary
 
 
+def test_more_gpus_than_allocated_names_privileged_only_when_it_is() -> None:
+    data = scenario("gpu-requests", "broken-privileged-sees-every-gpu")
+    finding = next(f for f in run_checks(Snapshot(data), only=["visible-devices-all-in-pod"], strict=True))
+    assert finding.status is Status.WARN and "every capability" in finding.summary, finding
+    data["files"]["/proc/self/status"]["text"] = "CapBnd:\t00000000a80425fb\n"  # Docker's default set
+    finding = next(f for f in run_checks(Snapshot(data), only=["visible-devices-all-in-pod"], strict=True))
+    assert finding.status is Status.WARN and "every capability" not in finding.summary, finding
+    assert "hostPath mount of /dev" in finding.fix
+
+
+def test_more_gpus_than_allocated_counts_dev_nodes_without_nvml() -> None:
+    data = scenario("gpu-requests", "broken-privileged-sees-every-gpu")
+    data["nvml"] = {"init": {"error": {"name": "NVMLError_LibraryNotFound"}}}
+    assert verdicts(data)["visible-devices-all-in-pod"] is Status.UNKNOWN  # neither NVML nor /dev to count
+    data["paths"] = {"/dev/nvidiactl": {"kind": "char", "major": 195, "minor": 255},
+                     **{f"/dev/nvidia{i}": {"kind": "char", "major": 195, "minor": i} for i in range(4)}}
+    finding = next(f for f in run_checks(Snapshot(data), only=["visible-devices-all-in-pod"], strict=True))
+    assert finding.status is Status.WARN and "/dev nodes for 4" in finding.summary, finding
+
+
 def test_visible_devices_skips_outside_pods_and_under_root() -> None:
     data = scenario("gpu-requests", "broken-visible-devices-all")
     data["host"]["root"] = "/host"

@@ -30,18 +30,26 @@ NVIDIA_NODE = re.compile(r"^/dev/nvidia(?:\d+|ctl|-uvm|-uvm-tools|-modeset|-caps
 def wsl_fact(snapshot: Snapshot) -> dict[str, Any]:
     """Windows Subsystem for Linux: {"version": 1 or 2, "dxg": whether /dev/dxg is a character device}.
 
-    Missing (skip) on any other kernel. WSL kernels name Microsoft in their release ("5.15.167.4-microsoft-
-    standard-WSL2", WSL 1's "4.4.0-19041-Microsoft"); under WSL 2 the GPU comes from the Windows driver
-    through /dev/dxg, and there is no nvidia kernel module or /dev/nvidia* node by design.
+    Missing (skip) on any other kernel. WSL 2 kernels say so in their release ("5.15.167.4-microsoft-standard-WSL2",
+    older "4.19.128-microsoft-standard"), WSL 1's ends in "-Microsoft" ("4.4.0-19041-Microsoft"); under WSL 2 the
+    GPU comes from the Windows driver through /dev/dxg, and there is no nvidia kernel module or /dev/nvidia* node
+    by design. "dxg" is None when the snapshot did not look at /dev/dxg.
     """
     release = snapshot.host.get("kernel_release")
     if not isinstance(release, str) or not release:
         release = snapshot.file("/proc/sys/kernel/osrelease").text or ""
-    lower = release.lower()
-    if "microsoft" not in lower:
+    lower = release.strip().lower()
+    # Not any "microsoft": Microsoft's own cloud kernels name it too (systemd dropped that test, systemd#15614).
+    if "microsoft-standard" in lower or "wsl" in lower:
+        version = 2
+    elif release.strip().endswith("-Microsoft"):
+        version = 1
+    else:
         raise Missing("not Windows Subsystem for Linux", "skip")
-    version = 2 if ("wsl2" in lower or "microsoft-standard" in lower) else 1
-    return {"version": version, "release": release.strip(), "dxg": snapshot.path("/dev/dxg").get("kind") == "char"}
+    dxg = snapshot.path("/dev/dxg")
+    # None when /dev/dxg was not looked at (an older snapshot): not the same as absent.
+    present = None if dxg.get("error") == "not-collected" else dxg.get("kind") == "char"
+    return {"version": version, "release": release.strip(), "dxg": present}
 
 
 @fact("nvml")

@@ -778,15 +778,7 @@ def kernel_modules_not_loaded(  # noqa: PLR0917 (the registry passes each declar
         evidence["kernel_log"] = causes
     nvidia = modules.get("nvidia")
     if nvidia is None and wsl is not None:
-        evidence["wsl"] = wsl
-        if wsl.get("dxg"):
-            return skip(f"WSL {wsl.get('version')}: no nvidia kernel module here by design; the Windows driver lends "
-                        "GPUs through /dev/dxg (/usr/lib/wsl/lib/nvidia-smi -L shows whether one is NVIDIA's; do not "
-                        "install a Linux NVIDIA driver in the distribution)", evidence)
-        return fail(f"WSL {wsl.get('version')} without /dev/dxg: Windows lends this distribution no GPU",
-                    "Run the distribution under WSL 2 (wsl --set-version <distribution> 2) on a Windows host with an "
-                    "NVIDIA GPU and a current NVIDIA Windows driver, then wsl --shutdown and start it again; do not "
-                    "install a Linux NVIDIA driver inside it.", evidence, page="gpu-not-visible", anchor="wsl")
+        return _wsl_verdict(wsl, in_container, evidence)
     if nvidia is None:
         named = [LOAD_CAUSES[c] for c in LOAD_CAUSES if c in causes]
         if named:
@@ -812,6 +804,31 @@ def kernel_modules_not_loaded(  # noqa: PLR0917 (the registry passes each declar
     note = (f"also {', '.join(display)}" if display else
             "no nvidia_modeset/nvidia_drm: fine on a headless compute host")
     return ok(f"nvidia and nvidia_uvm are Live ({note})", evidence)
+
+def _wsl_verdict(wsl: dict[str, Any], in_container: Optional[bool], evidence: dict[str, Any]) -> Verdict:
+    """Under WSL there is no nvidia module by design: say whether Windows lends this place a GPU (/dev/dxg)."""
+    evidence["wsl"] = wsl
+    version = wsl.get("version")
+    if wsl.get("dxg") is None:
+        return unknown(f"WSL {version}: no nvidia kernel module here by design, and /dev/dxg was not looked at",
+                       evidence)
+    if wsl["dxg"]:
+        return skip(f"WSL {version}: no nvidia kernel module here by design; the Windows driver lends GPUs through "
+                    "/dev/dxg (/usr/lib/wsl/lib/nvidia-smi -L shows whether one is NVIDIA's; do not install a Linux "
+                    "NVIDIA driver in the distribution)", evidence)
+    if in_container:
+        return fail("a container on WSL without /dev/dxg: it was started without GPUs",
+                    "Start it with a GPU request: docker run --gpus all (or the CDI device nvidia.com/gpu=all); "
+                    "check the WSL distribution itself with /usr/lib/wsl/lib/nvidia-smi -L.", evidence,
+                    page="gpu-not-visible", anchor="wsl")
+    if version == 1:
+        return fail("WSL 1: it has no GPU support", "Move the distribution to WSL 2 (wsl --set-version "
+                    "<distribution> 2 in PowerShell); do not install a Linux NVIDIA driver inside it.", evidence,
+                    page="gpu-not-visible", anchor="wsl")
+    return fail("WSL 2 without /dev/dxg: Windows lends this distribution no GPU",
+                "On Windows: an NVIDIA GPU in WDDM mode (not TCC) and a current NVIDIA Windows driver, then "
+                "wsl --shutdown and start the distribution again; do not install a Linux NVIDIA driver inside it.",
+                evidence, page="gpu-not-visible", anchor="wsl")
 # --8<-- [end:kernel-modules-loaded]
 
 

@@ -423,7 +423,24 @@ def pod_context_fact(snapshot: Snapshot) -> dict[str, Any]:
         if "/dev/nvidiactl" in dev else None
     proc_gpus = sorted(p for p, f in snapshot.files_matching("/proc/driver/nvidia/gpus/").items()
                        if p.endswith("/information") and f.exists)
-    return {"hostname": hostname, "env": snapshot.env, "dev_gpus": dev_gpus, "proc_gpus": len(proc_gpus)}
+    return {"hostname": hostname, "env": snapshot.env, "dev_gpus": dev_gpus, "proc_gpus": len(proc_gpus),
+            "all_capabilities": full_capability_set(snapshot.file("/proc/self/status").text)}
+
+
+def full_capability_set(status: Optional[str]) -> Optional[bool]:
+    r"""Whether /proc/self/status shows a bounding set with every capability, as a privileged container has
+    (Docker's default set is 00000000a80425fb; privileged gives 0000003fffffffff or 000001ffffffffff, one bit
+    per capability the kernel knows). None when the status was not read.
+
+    >>> full_capability_set("CapBnd:\t000001ffffffffff\n"), full_capability_set("CapBnd:\t00000000a80425fb\n")
+    (True, False)
+    """
+    match = re.search(r"^CapBnd:\s*([0-9a-fA-F]+)\s*$", status or "", re.MULTILINE)
+    if not match:
+        return None
+    value = int(match.group(1), 16)
+    # Every bit up to the highest one set, and at least the 38 capabilities of kernels since 5.8 (CAP_BPF).
+    return value >= (1 << 38) - 1 and (value + 1) & value == 0
 
 
 # Values the device plugin itself sets: GPU/MIG UUIDs or indexes (envvar strategy), the volume-mounts
@@ -488,25 +505,45 @@ def visible_devices_all_in_pod(env: dict[str, str], nvml: Optional[dict[str, Any
                     "accept-nvidia-visible-devices-envvar-when-unprivileged = false.",
                     evidence, anchor="visible-devices-all")
     if PLUGIN_VALUE.match(value.strip()):
-        allocated = set(value.strip().split(","))
-        # Whole GPUs only: NVML counts a MIG device's parent GPU, and "0:1" names a MIG device by index.
-        whole = all(not v.startswith("MIG-") and ":" not in v for v in allocated)
-        if whole and _nvml_unreadable(nvml):
-            return unknown(f"NVML did not answer, so the GPUs this pod sees cannot be compared with the "
-                           f"{len(allocated)} the device plugin allocated (NVIDIA_VISIBLE_DEVICES={value[:120]})",
-                           evidence)
-        if whole and gpus is not None and gpus > len(allocated):
-            return warn(f"the pod was allocated {len(allocated)} GPU(s) (NVIDIA_VISIBLE_DEVICES={value[:120]}) but "
-                        f"NVML sees {gpus}: it uses GPUs the scheduler gave to other pods; a privileged container "
-                        "gets every GPU of the node", "Drop securityContext.privileged and grant the capabilities "
-                        "the workload needs, or run the pod under a runtime handler with "
-                        "privileged_without_host_devices = true.", evidence, anchor="privileged")
+        verdict = _more_gpus_than_allocated(value, gpus, nvml, pod or {}, evidence)
+        if verdict is not None:
+            return verdict
     if value.strip().lower() in ("none", "void", "") or value.startswith("/var/run/nvidia-container-devices") \
             or PLUGIN_VALUE.match(value.strip()):
         return ok(f"NVIDIA_VISIBLE_DEVICES={value[:120]}: a device list as the device plugin sets it", evidence)
     return warn(f"NVIDIA_VISIBLE_DEVICES={value[:120]} is not a value the device plugin sets (UUIDs or indexes)",
                 "Remove NVIDIA_VISIBLE_DEVICES from the pod spec and the image; let the device plugin set it.",
                 evidence, anchor="visible-devices-all")
+
+
+def _more_gpus_than_allocated(value: str, gpus: Optional[int], nvml: Optional[dict[str, Any]],
+                              pod: dict[str, Any], evidence: dict[str, Any]) -> Optional[Verdict]:
+    """A warning when the pod sees more whole GPUs (NVML, else its /dev/nvidiaN nodes) than the device plugin's
+    list names; unknown when neither could be counted; None when the counts agree or cannot be compared."""
+    allocated = set(value.strip().split(","))
+    # Whole GPUs only: NVML counts a MIG device's parent GPU, and "0:1" names a MIG device by index.
+    if not all(not v.startswith("MIG-") and ":" not in v for v in allocated):
+        return None
+    dev_gpus = pod.get("dev_gpus")
+    seen, how = (gpus, "NVML sees") if gpus is not None else \
+        ((len(dev_gpus), "the pod has /dev nodes for") if isinstance(dev_gpus, list) else (None, ""))
+    if seen is None:
+        if _nvml_unreadable(nvml):
+            return unknown(f"NVML did not answer and the pod's /dev was not read, so the GPUs it sees cannot be "
+                           f"compared with the {len(allocated)} the device plugin allocated", evidence)
+        return None
+    if seen <= len(allocated):
+        return None
+    evidence["all_capabilities"] = pod.get("all_capabilities")
+    summary = (f"the pod was allocated {len(allocated)} GPU(s) (NVIDIA_VISIBLE_DEVICES={value[:120]}) but {how} "
+               f"{seen}: it can use GPUs the scheduler did not give it (possibly allocated to other pods)")
+    if pod.get("all_capabilities"):
+        return warn(summary + "; it runs with every capability, as a privileged container, which gets every GPU "
+                    "of the node", "Drop securityContext.privileged and grant the capabilities the workload "
+                    "needs, or run the pod under a runtime handler with privileged_without_host_devices = true.",
+                    evidence, anchor="privileged")
+    return warn(summary, "Find what else gave the pod GPUs: securityContext.privileged, a hostPath mount of /dev, "
+                "CDI annotations or a DRA claim beside the device plugin's allocation.", evidence, anchor="privileged")
 
 
 def _visible_all_harmless(pod: dict[str, Any], gpus: Optional[int], nvml: Optional[dict[str, Any]],
