@@ -12,7 +12,7 @@ import pytest
 import yaml
 from conftest import DOCS, REPO, SCENARIO_DIR, load_scenario
 from gpu_runbook.checks import kubernetes as k8s
-from gpu_runbook.findings import Status
+from gpu_runbook.findings import Finding, Status
 from gpu_runbook.parsers.kubernetes import (
     label_driver_version,
     parse_device_checkpoint,
@@ -216,6 +216,10 @@ def test_visible_devices_values(value: str, expected: Status) -> None:
     assert verdicts(data)["visible-devices-all-in-pod"] is expected
 
 
+def _visible_devices_finding(data: dict) -> Finding:
+    return next(f for f in run_checks(Snapshot(data), only=["visible-devices-all-in-pod"], strict=True))
+
+
 @pytest.mark.parametrize("value, seen, expected", [
     ("GPU-1", 8, Status.WARN), ("0,1", 8, Status.WARN), ("GPU-1,GPU-1", 2, Status.WARN),  # replicas of one GPU
     ("GPU-1,GPU-2", 2, Status.OK), ("MIG-1", 1, Status.OK), ("MIG-1", 2, Status.OK), ("0:1", 2, Status.OK)])
@@ -225,7 +229,7 @@ def test_a_pod_that_sees_more_gpus_than_it_was_allocated(value: str, seen: int, 
     data = scenario("gpu-requests", "broken-visible-devices-all")
     data["env"]["NVIDIA_VISIBLE_DEVICES"] = value
     data["nvml"]["device_count"] = seen
-    finding = next(f for f in run_checks(Snapshot(data), only=["visible-devices-all-in-pod"], strict=True))
+    finding = _visible_devices_finding(data)
     assert finding.status is expected, finding
     if expected is Status.WARN:
         assert finding.url.endswith("gpu-requests.html#privileged") and f"NVML sees {seen}" in finding.summary
@@ -233,10 +237,10 @@ def test_a_pod_that_sees_more_gpus_than_it_was_allocated(value: str, seen: int, 
 
 def test_more_gpus_than_allocated_names_privileged_only_when_it_is() -> None:
     data = scenario("gpu-requests", "broken-privileged-sees-every-gpu")
-    finding = next(f for f in run_checks(Snapshot(data), only=["visible-devices-all-in-pod"], strict=True))
+    finding = _visible_devices_finding(data)
     assert finding.status is Status.WARN and "every capability" in finding.summary, finding
     data["files"]["/proc/self/status"]["text"] = "CapBnd:\t00000000a80425fb\n"  # Docker's default set
-    finding = next(f for f in run_checks(Snapshot(data), only=["visible-devices-all-in-pod"], strict=True))
+    finding = _visible_devices_finding(data)
     assert finding.status is Status.WARN and "every capability" not in finding.summary, finding
     assert "hostPath mount of /dev" in finding.fix
 
@@ -247,7 +251,7 @@ def test_more_gpus_than_allocated_counts_dev_nodes_without_nvml() -> None:
     assert verdicts(data)["visible-devices-all-in-pod"] is Status.UNKNOWN  # neither NVML nor /dev to count
     data["paths"] = {"/dev/nvidiactl": {"kind": "char", "major": 195, "minor": 255},
                      **{f"/dev/nvidia{i}": {"kind": "char", "major": 195, "minor": i} for i in range(4)}}
-    finding = next(f for f in run_checks(Snapshot(data), only=["visible-devices-all-in-pod"], strict=True))
+    finding = _visible_devices_finding(data)
     assert finding.status is Status.WARN and "/dev nodes for 4" in finding.summary, finding
 
 

@@ -26,6 +26,15 @@ NVIDIA_MODESET_MINOR = 254
 NVIDIA_NODE = re.compile(r"^/dev/nvidia(?:\d+|ctl|-uvm|-uvm-tools|-modeset|-caps/.+|-nvswitch\d+|-nvlink)$")
 
 
+@fact("kernel_release")
+def kernel_release_fact(snapshot: Snapshot) -> str:
+    """The running kernel's release (uname -r), from the host facts or /proc/sys/kernel/osrelease."""
+    release = snapshot.host.get("kernel_release")
+    if isinstance(release, str) and release:
+        return release
+    return snapshot.file("/proc/sys/kernel/osrelease").require().strip()
+
+
 @fact("wsl")
 def wsl_fact(snapshot: Snapshot) -> dict[str, Any]:
     """Windows Subsystem for Linux: {"version": 1 or 2, "dxg": whether /dev/dxg is a character device}.
@@ -35,21 +44,22 @@ def wsl_fact(snapshot: Snapshot) -> dict[str, Any]:
     GPU comes from the Windows driver through /dev/dxg, and there is no nvidia kernel module or /dev/nvidia* node
     by design. "dxg" is None when the snapshot did not look at /dev/dxg.
     """
-    release = snapshot.host.get("kernel_release")
-    if not isinstance(release, str) or not release:
-        release = snapshot.file("/proc/sys/kernel/osrelease").text or ""
-    lower = release.strip().lower()
+    try:
+        release = kernel_release_fact(snapshot).strip()
+    except Missing:
+        release = ""  # no kernel release to go by: not taken for WSL
+    lower = release.lower()
     # Not any "microsoft": Microsoft's own cloud kernels name it too (systemd dropped that test, systemd#15614).
     if "microsoft-standard" in lower or "wsl" in lower:
         version = 2
-    elif release.strip().endswith("-Microsoft"):
+    elif release.endswith("-Microsoft"):
         version = 1
     else:
         raise Missing("not Windows Subsystem for Linux", "skip")
     dxg = snapshot.path("/dev/dxg")
     # None when /dev/dxg was not looked at (an older snapshot): not the same as absent.
     present = None if dxg.get("error") == "not-collected" else dxg.get("kind") == "char"
-    return {"version": version, "release": release.strip(), "dxg": present}
+    return {"version": version, "release": release, "dxg": present}
 
 
 @fact("nvml")

@@ -504,12 +504,13 @@ def visible_devices_all_in_pod(env: dict[str, str], nvml: Optional[dict[str, Any
                     "cluster-wide, switch the plugin to deviceListStrategy volume-mounts or CDI and set "
                     "accept-nvidia-visible-devices-envvar-when-unprivileged = false.",
                     evidence, anchor="visible-devices-all")
-    if PLUGIN_VALUE.match(value.strip()):
+    plugin_list = PLUGIN_VALUE.match(value.strip())
+    if plugin_list:
         verdict = _more_gpus_than_allocated(value, gpus, nvml, pod or {}, evidence)
         if verdict is not None:
             return verdict
-    if value.strip().lower() in ("none", "void", "") or value.startswith("/var/run/nvidia-container-devices") \
-            or PLUGIN_VALUE.match(value.strip()):
+    if plugin_list or value.strip().lower() in ("none", "void", "") \
+            or value.startswith("/var/run/nvidia-container-devices"):
         return ok(f"NVIDIA_VISIBLE_DEVICES={value[:120]}: a device list as the device plugin sets it", evidence)
     return warn(f"NVIDIA_VISIBLE_DEVICES={value[:120]} is not a value the device plugin sets (UUIDs or indexes)",
                 "Remove NVIDIA_VISIBLE_DEVICES from the pod spec and the image; let the device plugin set it.",
@@ -522,15 +523,17 @@ def _more_gpus_than_allocated(value: str, gpus: Optional[int], nvml: Optional[di
     list names; unknown when neither could be counted; None when the counts agree or cannot be compared."""
     allocated = set(value.strip().split(","))
     # Whole GPUs only: NVML counts a MIG device's parent GPU, and "0:1" names a MIG device by index.
-    if not all(not v.startswith("MIG-") and ":" not in v for v in allocated):
+    if any(v.startswith("MIG-") or ":" in v for v in allocated):
         return None
     dev_gpus = pod.get("dev_gpus")
-    seen, how = (gpus, "NVML sees") if gpus is not None else \
-        ((len(dev_gpus), "the pod has /dev nodes for") if isinstance(dev_gpus, list) else (None, ""))
-    if seen is None:
-        if _nvml_unreadable(nvml):
-            return unknown(f"NVML did not answer and the pod's /dev was not read, so the GPUs it sees cannot be "
-                           f"compared with the {len(allocated)} the device plugin allocated", evidence)
+    if gpus is not None:
+        seen, how = gpus, "NVML sees"
+    elif isinstance(dev_gpus, list):
+        seen, how = len(dev_gpus), "the pod has /dev nodes for"
+    elif _nvml_unreadable(nvml):
+        return unknown(f"NVML did not answer and the pod's /dev was not read, so the GPUs it sees cannot be "
+                       f"compared with the {len(allocated)} the device plugin allocated", evidence)
+    else:
         return None
     if seen <= len(allocated):
         return None

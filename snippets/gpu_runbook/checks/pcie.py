@@ -319,15 +319,6 @@ PEERMEM_HARMLESS = "detected invalid context"
 ETHERNET_CLASS = 0x0200  # PCI class 02 (network) sub-class 00 (Ethernet); ConnectX in InfiniBand mode is 0x0207
 
 
-@fact("kernel_release")
-def kernel_release_fact(snapshot: Snapshot) -> str:
-    """The running kernel's release (uname -r), from the host facts or /proc/sys/kernel/osrelease."""
-    release = snapshot.host.get("kernel_release")
-    if isinstance(release, str) and release:
-        return release
-    return snapshot.file("/proc/sys/kernel/osrelease").require().strip()
-
-
 @fact("peer_memory")
 def peer_memory_fact(snapshot: Snapshot) -> dict[str, Any]:
     """What NCCL itself looks at for the legacy GDR path (src/transport/net_ib/gdr.cc): the nvidia_peermem module's
