@@ -122,6 +122,16 @@ def nvml_answered(nvml: Optional[dict[str, Any]]) -> bool:
     return isinstance(init, dict) and bool(init.get("ok"))
 
 
+def nvml_devices(nvml: Optional[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The per-GPU entries of the NVML probe's device list; empty for a missing or malformed list.
+
+    >>> nvml_devices({"devices": [{"index": 0}, "junk"]}), nvml_devices({"devices": 1}), nvml_devices(None)
+    ([{'index': 0}], [], [])
+    """
+    devices = nvml.get("devices") if isinstance(nvml, dict) else None
+    return [d for d in devices if isinstance(d, dict)] if isinstance(devices, list) else []
+
+
 def _mapping(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 

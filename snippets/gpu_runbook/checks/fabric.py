@@ -21,7 +21,7 @@ from gpu_runbook.parsers.fabric import (
 from gpu_runbook.parsers.pci import is_function
 from gpu_runbook.parsers.proc import DriverVersion
 from gpu_runbook.registry import check, fact
-from gpu_runbook.snapshot import Snapshot
+from gpu_runbook.snapshot import Snapshot, nvml_devices
 
 NVSWITCH_PROCFS = "/proc/driver/nvidia-nvswitch/devices/"
 FM_BINARY = "/usr/bin/nv-fabricmanager"
@@ -51,8 +51,8 @@ def nvlink_fabric_fact(snapshot: Snapshot) -> dict[str, Any]:
     states: dict[str, dict[str, Any]] = {}
     nvlink5: list[str] = []
     nvml = snapshot.nvml
-    for device in nvml.get("devices", []) if isinstance(nvml.get("devices"), list) else []:
-        fabric = device.get("fabric") if isinstance(device, dict) else None
+    for device in nvml_devices(nvml):
+        fabric = device.get("fabric")
         if isinstance(fabric, dict) and isinstance(fabric.get("state"), int):
             gpu = f"GPU {device.get('index', '?')}"
             states[gpu] = fabric

@@ -12,7 +12,7 @@ from typing import Any, Optional
 from gpu_runbook.findings import Verdict, fail, ok, skip, unknown, warn
 from gpu_runbook.parsers.proc import DriverVersion
 from gpu_runbook.registry import check, fact
-from gpu_runbook.snapshot import NOT_PRESENT, Missing, Snapshot, nvml_answered
+from gpu_runbook.snapshot import NOT_PRESENT, Missing, Snapshot, nvml_answered, nvml_devices
 
 VALIDATIONS_DIR = "/run/nvidia/validations"  # cmd/nvidia-validator/main.go defaultStatusPath (validator/ before 25.10)
 # The validator's status files in the order its init containers create them (driver -> toolkit -> cuda -> plugin);
@@ -209,7 +209,7 @@ def dcgm_profiling_unsupported(nvml: dict[str, Any]) -> Verdict:
     """
     if not nvml_answered(nvml):
         return unknown("NVML did not answer, so the GPUs' brand and architecture are unknown")
-    devices = [d for d in nvml.get("devices") or [] if isinstance(d, dict) and "error" not in d]
+    devices = [d for d in nvml_devices(nvml) if "error" not in d]
     if not devices:
         return skip("NVML lists no GPUs on this host")
     rows = [{"index": d.get("index"), "name": d.get("name"), "brand": d.get("brand"),

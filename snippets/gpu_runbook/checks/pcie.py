@@ -25,7 +25,7 @@ from gpu_runbook.parsers.proc import DriverVersion
 from gpu_runbook.parsers.toolkit import version_tuple
 from gpu_runbook.probes import plan
 from gpu_runbook.registry import boundary, check, fact
-from gpu_runbook.snapshot import CommandFact, Missing, Snapshot, nvml_answered
+from gpu_runbook.snapshot import CommandFact, Missing, Snapshot, nvml_answered, nvml_devices
 
 DEVICE_PREFIX = plan.PCI_DEVICES + "/"
 
@@ -90,7 +90,7 @@ def nvlink_peers_fact(snapshot: Snapshot) -> dict[str, list[str]]:
     nvml = snapshot.nvml
     if not nvml_answered(nvml):
         raise Missing("NVML did not answer: NVLink state unknown", "skip")
-    devices = [d for d in nvml.get("devices") or [] if isinstance(d, dict)]
+    devices = nvml_devices(nvml)
     if not any("nvlink" in d for d in devices):
         raise Missing("the snapshot has no NVLink state (taken by an older gpu-runbook)", "skip")
     peers: dict[str, list[str]] = {}
