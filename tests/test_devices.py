@@ -10,6 +10,7 @@ from typing import Optional
 import pytest
 from conftest import SCENARIO_DIR, load_scenario
 from gpu_runbook.checks import devices
+from gpu_runbook.facts import system_container_fact
 from gpu_runbook.findings import Finding, Status
 from gpu_runbook.parsers.cgroup import (
     cgroup_driver_from_path,
@@ -30,7 +31,7 @@ from gpu_runbook.probes import plan
 from gpu_runbook.probes.collect import collect
 from gpu_runbook.probes.devopen import open_test, probe_open_tests
 from gpu_runbook.registry import FACTS, run_checks
-from gpu_runbook.snapshot import Snapshot
+from gpu_runbook.snapshot import Missing, Snapshot
 
 HEALTHY = SCENARIO_DIR / "device-nodes" / "fixed-healthy-h100-580.json"
 DEVICE_CHECKS = ("device-nodes", "device-node-modes", "dev-char-symlinks", "cgroup-device-access", "bpf-jit-harden",
@@ -390,3 +391,53 @@ def test_module_load_causes_read_real_log_framing() -> None:
            "             NVRM: nvidia.ko because it does not include the required GPU\n"
            "[ 12.4] mymod: loading of module with unavailable key is rejected\n")
     assert set(module_load_causes(log)) == {"open-module-pre-turing", "secure-boot"}
+
+
+@pytest.mark.parametrize(("recorded", "env", "expect"), [
+    ({"text": "lxc\n"}, {}, "lxc"),  # systemd's record in a Proxmox, Incus or LXD guest
+    ({"error": "ENOENT"}, {"container": "lxc"}, "lxc"),  # a shell from lxc-attach, no systemd record
+    ({"text": "systemd-nspawn\n"}, {}, "systemd-nspawn"),
+    ({"text": "docker\n"}, {}, ""),  # an application container: the engine's own checks apply
+    ({"error": "ENOENT"}, {}, ""),
+    ({"error": "EACCES", "detail": "Permission denied"}, {}, None),  # cannot tell: never guessed to be a host
+])
+def test_system_container_is_read_from_systemd_or_the_environment(recorded: dict, env: dict,
+                                                                  expect: Optional[str]) -> None:
+    data = healthy()
+    data["files"]["/run/systemd/container"] = recorded
+    data["env"] = env
+    if expect is None:
+        with pytest.raises(Missing):
+            system_container_fact(Snapshot(data))
+    else:
+        assert system_container_fact(Snapshot(data)) == expect
+
+
+@pytest.mark.parametrize("lxc", [True, False])
+def test_lxc_cgroup_denial_sends_the_fix_to_the_host_configuration(lxc: bool) -> None:
+    """In an engine's container a restart re-adds the device rules; in an LXC container the rules come from its
+    configuration on the host, so "restart the container" alone changes nothing."""
+    data = load_scenario(SCENARIO_DIR / "cgroup-device-access" / "broken-lxc-bind-mounts-without-allow-lines.json")[
+        "snapshot"]
+    if not lxc:
+        data["files"]["/run/systemd/container"] = {"error": "ENOENT"}
+    finding = _finding(data, "cgroup-device-access")
+    assert finding.status is Status.FAIL
+    assert finding.url.endswith("#lxc") is lxc, finding
+    assert ("On the host" in finding.fix) is lxc, finding.fix
+    nvml = _finding(data, "nvml-init")
+    assert nvml.url.endswith("cgroup-device-access.html#lxc") is lxc, nvml
+
+
+@pytest.mark.parametrize("lxc", [True, False])
+def test_lxc_library_mismatch_is_fixed_in_the_container_not_by_a_reboot(lxc: bool) -> None:
+    data = load_scenario(SCENARIO_DIR / "driver-mismatch" / "broken-lxc-libraries-older-than-host-module.json")[
+        "snapshot"]
+    if not lxc:
+        data["files"]["/run/systemd/container"] = {"error": "ENOENT"}
+    for check_id in ("driver-library-mismatch", "nvml-init"):
+        finding = _finding(data, check_id)
+        assert finding.status is Status.FAIL
+        assert finding.url.endswith("#system-container") is lxc, finding
+        assert ("--no-kernel-modules" in finding.fix) is lxc, finding.fix
+        assert ("reboot" in finding.fix.lower()) is not lxc, finding.fix

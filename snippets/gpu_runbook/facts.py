@@ -130,6 +130,31 @@ def in_container_fact(snapshot: Snapshot) -> bool:
     return False
 
 
+# Managers of system containers: a whole distribution with its own init, sharing the host's kernel and driver.
+SYSTEM_CONTAINER_MANAGERS = ("lxc", "lxc-libvirt", "systemd-nspawn")
+
+
+@fact("system_container")
+def system_container_fact(snapshot: Snapshot) -> str:
+    """The manager of the system container this runs in ("lxc" for LXC, Incus, LXD and Proxmox containers), or
+    "" when this is not one.
+
+    systemd writes the manager's name, which the manager passes to PID 1 as $container, to
+    /run/systemd/container; a shell entered with lxc-attach also carries $container. In such a container the
+    kernel module, the device nodes and the device cgroup belong to the host, so fixes that reload the driver
+    or restart "the container" run on the host, not here. Missing (unknown) when the record exists but cannot
+    be read: then nobody can say.
+    """
+    recorded = snapshot.file("/run/systemd/container")
+    name = (recorded.text or snapshot.env.get("container") or "").strip()
+    if name in SYSTEM_CONTAINER_MANAGERS:
+        return name
+    if recorded.error is not None and recorded.error not in NOT_PRESENT and not name:
+        raise Missing(f"cannot tell whether this is a system container: /run/systemd/container could not be "
+                      f"read ({recorded.why})")
+    return ""
+
+
 # --8<-- [start:host-dev]
 @fact("host_dev")
 def host_dev_fact(snapshot: Snapshot) -> bool:
@@ -148,6 +173,8 @@ def host_dev_fact(snapshot: Snapshot) -> bool:
             # A /.dockerenv left in a VM image or a container with the host's /dev both land here: the
             # mount, not the marker file, says whose nodes these are.
             return fstype == "devtmpfs"
+    if system_container_fact(snapshot):
+        return False  # LXC, Incus and nspawn give the guest a /dev of its own, whatever nodes are bound into it
     return not in_container_fact(snapshot)
 # --8<-- [end:host-dev]
 

@@ -77,11 +77,24 @@ NVML_ERROR_PAGES: dict[str, tuple[str, str, str]] = {
         "NVML did not answer: the driver is hung; drain the node and follow the recovery runbook."),
 }
 
+# In an LXC, Incus or LXD container the module, the nodes and the device cgroup are the host's: the same NVML
+# errors have other causes and fixes there than in an engine's container.
+SYSTEM_CONTAINER_NVML_PAGES: dict[str, tuple[str, str, str]] = {
+    "NVMLError_Unknown": (
+        "cgroup-device-access", "lxc",
+        "The host's nodes are in this container but its device cgroup does not allow them: add the majors to "
+        "the container's configuration on the host (or use the manager's GPU device option) and restart it."),
+    "NVMLError_LibRmVersionMismatch": (
+        "driver-mismatch", "system-container",
+        "The container's user-space driver differs from the host's kernel module: reinstall it at the host's "
+        "version (runfile with --no-kernel-modules, or that version's packages)."),
+}
+
 
 @check("nvml-init", title="NVML initialises", page="nvml-unknown-error", facts=("nvml",),
-       optional=("pci_functions", "in_container"))
+       optional=("pci_functions", "in_container", "system_container"))
 def nvml_init_fails(nvml: dict[str, Any], pci: Optional[list[dict[str, Any]]] = None,
-                    in_container: Optional[bool] = None) -> Verdict:
+                    in_container: Optional[bool] = None, system_container: Optional[str] = None) -> Verdict:
     """NVML cannot start (nvmlInit fails), so nvidia-smi, CUDA and every monitoring tool fail too.
 
     ## Why it matters
@@ -117,7 +130,8 @@ def nvml_init_fails(nvml: dict[str, Any], pci: Optional[list[dict[str, Any]]] = 
                         "Run this on a GPU node, or attach the GPU: the instance type, the VM's PCI passthrough, "
                         "or a GPU that is not powered or seated (`lspci -d 10de:` lists nothing).", evidence,
                         page="gpu-init-failure", anchor="no-gpu-on-bus")
-        page, anchor, fix = NVML_ERROR_PAGES.get(name, ("recovery", "", "See the recovery runbook."))
+        pages = {**NVML_ERROR_PAGES, **SYSTEM_CONTAINER_NVML_PAGES} if system_container else NVML_ERROR_PAGES
+        page, anchor, fix = pages.get(name, ("recovery", "", "See the recovery runbook."))
         return fail(f"nvmlInit failed: {message or name} ({name})", fix, evidence, page=page, anchor=anchor)
     if not (isinstance(init, dict) and init.get("ok") is True):
         return unknown("the snapshot's NVML section has no nvmlInit result", {"nvml_keys": sorted(nvml)})

@@ -580,9 +580,10 @@ DENIED = "EPERM"  # what open(2) returns when the devices cgroup (v1 list or v2 
 
 @check("cgroup-device-access", title="The devices cgroup lets this process open the GPU",
        page="cgroup-device-access", facts=("cgroup_setup",),
-       optional=("open_tests", "nvidia_nodes", "in_container"))
+       optional=("open_tests", "nvidia_nodes", "in_container", "system_container"))
 def cgroup_denies_gpu(cgroup: dict[str, Any], opens: Optional[dict[str, Any]],
-                      nodes: Optional[dict[str, dict[str, Any]]], in_container: Optional[bool]) -> Verdict:
+                      nodes: Optional[dict[str, dict[str, Any]]], in_container: Optional[bool],
+                      system_container: Optional[str] = None) -> Verdict:
     """The devices cgroup denies this process the NVIDIA nodes: open() fails with EPERM even though the
     node exists and its mode allows it (cgroup v1 devices.list, or the cgroup v2 eBPF device filter).
 
@@ -596,6 +597,8 @@ def cgroup_denies_gpu(cgroup: dict[str, Any], opens: Optional[dict[str, Any]],
     /proc/self/mountinfo and /proc/self/cgroup (version and driver), the v1 devices.list. In a private cgroup
     namespace (Docker's and containerd's default on cgroup v2) /proc/self/cgroup reads "0::/": the cgroup's
     host path and the cgroup driver are then not visible, and the finding says so instead of guessing.
+    /run/systemd/container (or $container) names an LXC, Incus or LXD container, whose device rules come
+    from its configuration on the host: the fix then goes there.
 
     ## References
     Linux kernel docs, Control Group v2 "Device controller" and "Namespace"; cgroup v1 devices.txt;
@@ -615,6 +618,15 @@ def cgroup_denies_gpu(cgroup: dict[str, Any], opens: Optional[dict[str, Any]],
         if denied:
             where = ("the v1 devices.list" if cgroup["version"] == "v1"
                      else "the cgroup v2 eBPF device filter")
+            if system_container:
+                evidence["system_container"] = system_container
+                # No runtime re-adds rules here: the allow-list comes from the container's configuration on
+                # the host, and a restart applies the same list again.
+                return fail(f"open({', '.join(denied)}) = EPERM in this {system_container} container: {where} "
+                            "set from its configuration on the host does not allow the GPU",
+                            "On the host, allow the nodes' majors (195, and nvidia-uvm's and nvidia-caps' from "
+                            "/proc/devices) in the container's configuration, or pass the GPU with the "
+                            "manager's own device option; then restart the container.", evidence, anchor="lxc")
             return fail(f"open({', '.join(denied)}) = EPERM: {where} of {_cgroup_name(cgroup)} denies "
                         f"the GPU (the node exists; this is not ENOENT)",
                         "Restart the container so the runtime re-adds the device rules; then stop the cause "
@@ -892,9 +904,9 @@ def gsp_firmware_fact(snapshot: Snapshot) -> dict[str, list[str]]:
 
 # --8<-- [start:gsp-firmware]
 @check("gsp-firmware", title="GSP firmware for the loaded driver", page="kernel-modules",
-       facts=("kernel_driver", "gsp_firmware", "in_container"), optional=("nvml",))
+       facts=("kernel_driver", "gsp_firmware", "in_container"), optional=("nvml", "system_container"))
 def gsp_firmware_missing(driver: DriverVersion, firmware: dict[str, list[str]], in_container: bool,
-                         nvml: Optional[dict[str, Any]]) -> Verdict:
+                         nvml: Optional[dict[str, Any]], system_container: Optional[str] = None) -> Verdict:
     """The open kernel module is loaded but /lib/firmware/nvidia/<version>/gsp_*.bin for its version is
     missing, so GPU initialisation fails ("RmFetchGspRmImages: No firmware image found").
 
@@ -913,9 +925,12 @@ def gsp_firmware_missing(driver: DriverVersion, firmware: dict[str, list[str]], 
     """
     evidence = {"module": driver.version, "flavour": driver.flavour, "firmware_versions": sorted(firmware)}
     files = firmware.get(driver.version, [])
-    if in_container:
+    if in_container or system_container:
         return skip("inside a container: the firmware is loaded by the host kernel from the host's /lib/firmware",
                     evidence)
+    if system_container is None:
+        return unknown("cannot tell whether this is an LXC or Incus container, whose /lib/firmware is not the "
+                       "one the host kernel loads from (/run/systemd/container could not be read)", evidence)
     if driver.flavour != "open":
         return ok(f"proprietary module {driver.version}: GSP firmware optional "
                   f"({'present' if files else 'absent'} for this version)", evidence)
@@ -1016,10 +1031,12 @@ def mismatch_form(driver: DriverVersion) -> str:
 
 
 @check("driver-library-mismatch", title="Kernel module and libnvidia-ml versions match", page="driver-mismatch",
-       facts=("nvml_libraries",), optional=("kernel_driver", "nvml", "nvidia_smi", "in_container", "kernel_log"))
+       facts=("nvml_libraries",),
+       optional=("kernel_driver", "nvml", "nvidia_smi", "in_container", "kernel_log", "system_container"))
 def driver_library_mismatch(  # noqa: PLR0917 (the registry passes each declared fact positionally)
         libs: dict[str, dict[str, Any]], driver: Optional[DriverVersion], nvml: Optional[dict[str, Any]],
-        smi: Optional[CommandFact], in_container: Optional[bool], log: Optional[CommandFact]) -> Verdict:
+        smi: Optional[CommandFact], in_container: Optional[bool], log: Optional[CommandFact],
+        system_container: Optional[str] = None) -> Verdict:
     """The loaded kernel module and the user-space libnvidia-ml differ in version: "Failed to initialize
     NVML: Driver/library version mismatch" (an upgrade without reboot, or an image with its own driver libs).
 
@@ -1033,6 +1050,8 @@ def driver_library_mismatch(  # noqa: PLR0917 (the registry passes each declared
     /proc/driver/nvidia/version, the libnvidia-ml.so.<version> files and where libnvidia-ml.so.1 points,
     nvmlInit's error, the nvidia-smi output, and the kernel's "NVRM: API mismatch" reports in either form
     (drivers before 575: "the client has the version X"; 575 and later: "the client '<name>' (pid N)").
+    In an LXC, Incus or LXD container (/run/systemd/container) the module is the host's, and the fix is the
+    container's own user-space driver, not a reboot.
 
     ## References
     NVML API reference (NVML_ERROR_LIB_RM_VERSION_MISMATCH); NVIDIA driver README, "Installing the Driver";
@@ -1058,7 +1077,8 @@ def driver_library_mismatch(  # noqa: PLR0917 (the registry passes each declared
         evidence["nvml_error"] = nvml_error
         return fail(f"Driver/library version mismatch: kernel module {evidence['kernel_module'] or '?'}, "
                     f"NVML library {lib.group(1) if lib else ', '.join(versions) or '?'}" + _logged_note(logged),
-                    _mismatch_fix(in_container), evidence, anchor="causes")
+                    _mismatch_fix(in_container, system_container), evidence,
+                    anchor="system-container" if system_container else "causes")
     if driver is None:
         return skip("no kernel module version (/proc/driver/nvidia/version absent): see kernel-modules", evidence)
     # NVML's own version names the library it loaded, wherever that lives (LD_LIBRARY_PATH included). A
@@ -1073,7 +1093,8 @@ def driver_library_mismatch(  # noqa: PLR0917 (the registry passes each declared
     stale = [v for v in soname_versions if v != driver.version]
     if stale or (versions and driver.version not in versions):
         return fail(f"kernel module {driver.version} but libnvidia-ml {', '.join(stale or versions)}"
-                    + _logged_note(logged), _mismatch_fix(in_container), evidence, anchor="causes")
+                    + _logged_note(logged), _mismatch_fix(in_container, system_container), evidence,
+                    anchor="system-container" if system_container else "causes")
     others = [v for v in versions if v != driver.version]
     if others:
         return warn(f"libnvidia-ml {driver.version} matches the module, but other versions sit beside it: "
@@ -1091,7 +1112,11 @@ def _logged_note(logged: list[str]) -> str:
     return f" (kernel log: {logged[-1]})" if logged else ""
 
 
-def _mismatch_fix(in_container: Optional[bool]) -> str:
+def _mismatch_fix(in_container: Optional[bool], system_container: Optional[str] = None) -> str:
+    if system_container:
+        return (f"This {system_container} container uses the host's kernel module: install its user-space driver "
+                "at the host's version (the same runfile with --no-kernel-modules, or the packages of that "
+                "version), after every driver upgrade on the host.")
     if in_container:
         return ("Remove the driver libraries the image installs (libnvidia-ml, libcuda) so the toolkit's host "
                 "copies are used; rebuild the image.")

@@ -59,6 +59,7 @@ FILES: tuple[str, ...] = (
     "/sys/fs/selinux/booleans/container_use_devices",
     "/sys/fs/selinux/booleans/container_use_xserver_devices",
     "/run/.containerenv",
+    "/run/systemd/container",  # systemd's record of the container manager it was started by ("lxc", ...)
     # container toolkit and runtimes
     "/etc/nvidia-container-runtime/config.toml",
     "/etc/nvidia-container-runtime/config.toml.d/*.toml",
