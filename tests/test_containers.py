@@ -10,6 +10,7 @@ from conftest import run_cli
 from gpu_runbook.checks.containers import (
     CUDA_MINOR_COMPAT_DRIVERS,
     CUDA_TOOLKIT_DRIVERS,
+    cdi_hook_program_missing,
     minimum_driver,
     requested_gpus,
 )
@@ -409,3 +410,33 @@ def test_same_branch_compat_lib_is_not_forward_compatibility() -> None:
                                                                            "uid": 0, "gid": 0}}}
     finding = _check(snapshot, "cuda-forward-compat")
     assert finding["status"] == "ok" and "own branch" in finding["summary"], finding
+
+
+@pytest.mark.parametrize(("program", "status"), [
+    ({"kind": "file", "mode": "0755"}, "ok"),
+    ({"error": "ENOENT"}, "fail"),
+    ({"error": "EACCES", "detail": "Permission denied"}, "unknown"),  # never read as absent, nor as present
+    ({"error": "not-collected"}, "skip"),  # a path outside the probe plan: say so rather than guess
+])
+def test_cdi_hook_program_must_exist_where_the_runtime_runs_it(program: dict, status: str) -> None:
+    spec = parse_cdi_spec("containerEdits:\n  hooks:\n  - args:\n    - nvidia-cdi-hook\n    - update-ldcache\n"
+                          "    hookName: createContainer\n    path: /usr/local/nvidia/toolkit/nvidia-cdi-hook\n"
+                          "devices:\n- name: all\nkind: nvidia.com/gpu\n")
+    verdict = cdi_hook_program_missing({"/etc/cdi/nvidia.yaml": spec},
+                                       {"/usr/local/nvidia/toolkit/nvidia-cdi-hook": program})
+    assert verdict.status.value == status, verdict
+    if status == "fail":
+        assert "fork/exec /usr/local/nvidia/toolkit/nvidia-cdi-hook" in verdict.summary
+
+
+def test_cdi_hook_programs_of_a_shadowed_spec_are_not_judged() -> None:
+    """Only the spec a device name resolves from runs its hooks: /var/run/cdi wins over /etc/cdi."""
+    def spec(path: str) -> dict:
+        return parse_cdi_spec(f"containerEdits:\n  hooks:\n  - hookName: createContainer\n    path: {path}\n"
+                              "devices:\n- name: all\nkind: nvidia.com/gpu\n")
+
+    specs = {"/etc/cdi/nvidia.yaml": spec("/usr/bin/nvidia-ctk"),
+             "/var/run/cdi/nvidia.yaml": spec("/usr/bin/nvidia-cdi-hook")}
+    verdict = cdi_hook_program_missing(specs, {"/usr/bin/nvidia-ctk": {"error": "ENOENT"},
+                                               "/usr/bin/nvidia-cdi-hook": {"kind": "file"}})
+    assert verdict.status.value == "ok", verdict

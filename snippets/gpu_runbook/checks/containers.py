@@ -33,7 +33,7 @@ from gpu_runbook.parsers.toolkit import (
     version_tuple,
 )
 from gpu_runbook.registry import boundary, check, fact
-from gpu_runbook.snapshot import NOT_PRESENT, CommandFact, Missing, Snapshot
+from gpu_runbook.snapshot import ABSENT, NOT_PRESENT, CommandFact, Missing, Snapshot
 
 # --8<-- [start:nvml-init]
 # NVML error -> (page that explains it, anchor, one-sentence fix). Names are pynvml's exception
@@ -974,6 +974,16 @@ def _regenerate(path: str) -> str:
     return f"Regenerate: nvidia-ctk cdi generate --output={path}"
 
 
+def nvidia_cdi_specs(specs: dict[str, dict[str, Any]]) -> tuple[
+        dict[str, dict[str, Any]], dict[str, dict[str, Any]], dict[str, str], dict[str, list[str]]]:
+    """The GPU specs among the CDI files, the ones an engine resolves names from (plus unreadable ones),
+    which file each device name resolves to, and the names that conflict."""
+    nvidia_specs = {p: s for p, s in specs.items() if "error" in s or str(s.get("kind", "")).endswith("/gpu")}
+    winners, conflicts = effective_cdi_devices(nvidia_specs)
+    effective = {p: s for p, s in nvidia_specs.items() if "error" in s or _unaliased(p) in winners.values()}
+    return nvidia_specs, effective, winners, conflicts
+
+
 @check("cdi-specs", title="CDI specs present and current", page="cdi",
        facts=("cdi_specs",), optional=("toolkit_config", "kernel_driver", "nvml", "nvidia_nodes",
                                        "unreadable_facts", "toolkit_versions"))
@@ -1003,9 +1013,7 @@ def cdi_spec_stale_or_unreadable(  # noqa: PLR0917 (the registry passes each dec
     pkg/cdi (spec directory precedence); deployments/systemd/nvidia-cdi-refresh.service at v1.18.0.
     """
     mode, _, mode_why = runtime_mode(config, versions)
-    nvidia_specs = {p: s for p, s in specs.items() if "error" in s or str(s.get("kind", "")).endswith("/gpu")}
-    winners, conflicts = effective_cdi_devices(nvidia_specs)
-    effective = {p: s for p, s in nvidia_specs.items() if "error" in s or _unaliased(p) in winners.values()}
+    nvidia_specs, effective, winners, conflicts = nvidia_cdi_specs(specs)
     in_conflict = {f for files in conflicts.values() for f in files}
     shadowed = sorted(set(nvidia_specs) - set(effective) - in_conflict)
     evidence: dict[str, Any] = {"specs": {p: s.get("error") or {k: s.get(k) for k in
@@ -1063,6 +1071,62 @@ def cdi_spec_stale_or_unreadable(  # noqa: PLR0917 (the registry passes each dec
     return ok(f"{len(effective)} CDI spec(s) in effect for this driver; devices: {', '.join(shown[:8])}{note}",
               evidence)
 # --8<-- [end:cdi-specs]
+
+
+# --8<-- [start:cdi-hook-programs]
+@fact("cdi_hook_programs")
+def cdi_hook_programs_fact(snapshot: Snapshot) -> dict[str, dict[str, Any]]:
+    """lstat of every program a CDI spec's hooks name, as the probe examined it ({"error": "not-collected"}
+    for a path outside the probe plan)."""
+    programs = sorted({h for spec in cdi_specs_fact(snapshot).values() for h in spec.get("hook_paths") or []})
+    return {path: dict(snapshot.path(path)) for path in programs}
+
+
+@check("cdi-hook-programs", title="The programs CDI hooks run exist", page="cdi",
+       facts=("cdi_specs", "cdi_hook_programs"))
+def cdi_hook_program_missing(specs: dict[str, dict[str, Any]], programs: dict[str, dict[str, Any]]) -> Verdict:
+    """A CDI spec in effect names a hook program (nvidia-cdi-hook, nvidia-ctk) that does not exist on this
+    host, so every container given a device from it fails at creation with
+    "error running createContainer hook #0: fork/exec <path>: no such file or directory".
+
+    ## Why it matters
+    The runtime runs a spec's createContainer hooks from the host's namespace while it creates the
+    container. The path is whatever the generator wrote: /usr/bin for the packages, the GPU Operator's
+    /usr/local/nvidia/toolkit, or another host's layout when a spec is copied or the toolkit was removed.
+
+    ## Evidence
+    The hook paths of the NVIDIA specs in /etc/cdi and /var/run/cdi (the ones devices resolve from), and
+    lstat of each path the probe examines (the toolkit's usual install directories).
+
+    ## References
+    CDI specification (hooks); OCI runtime spec config.md (createContainer hooks run in the runtime
+    namespace); NVIDIA Container Toolkit internal/discover/hooks.go; siderolabs/talos#13021.
+    """
+    _, effective, _, _ = nvidia_cdi_specs(specs)
+    wanted = {h: sorted(p for p, s in effective.items() if h in (s.get("hook_paths") or []))
+              for s in effective.values() for h in s.get("hook_paths") or []}
+    evidence: dict[str, Any] = {"hooks": wanted, "programs": {h: programs.get(h, {}) for h in wanted}}
+    if not wanted:
+        return skip("no CDI spec in effect names a hook program", evidence)
+    missing = [h for h in sorted(wanted) if programs.get(h, {}).get("error") in ABSENT]
+    if missing:
+        first = missing[0]
+        return fail(f"{', '.join(wanted[first])} runs {first} as a hook, which does not exist here: containers "
+                    f"given these devices fail with 'fork/exec {first}: no such file or directory'",
+                    "Regenerate the spec on this host (nvidia-ctk cdi generate with --nvidia-cdi-hook-path set "
+                    "to where nvidia-cdi-hook is installed), or install the toolkit the spec was made for.",
+                    evidence, anchor="hook-failed")
+    unread = [h for h in sorted(wanted) if programs.get(h, {}).get("error") not in (*ABSENT, None, "not-collected")]
+    if unread:
+        return unknown(f"could not examine the hook program(s) {', '.join(unread)}", evidence)
+    unexamined = [h for h in sorted(wanted) if programs.get(h, {}).get("error") == "not-collected"]
+    found = [h for h in sorted(wanted) if h not in unexamined]
+    if unexamined and not found:
+        return skip(f"the specs' hook programs ({', '.join(unexamined)}) lie outside the paths the doctor "
+                    "examines: check them with ls -l", evidence)
+    return ok(f"the CDI hook program(s) exist: {', '.join(found)}"
+              + (f" (not examined: {', '.join(unexamined)})" if unexamined else ""), evidence)
+# --8<-- [end:cdi-hook-programs]
 
 
 # --8<-- [start:container-visible-devices]

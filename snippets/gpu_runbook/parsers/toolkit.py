@@ -272,8 +272,9 @@ def lib_version(path: str) -> Optional[str]:
 
 
 def parse_cdi_spec(text: str) -> dict[str, Any]:
-    """The facts of a CDI spec (YAML or JSON) a check needs: kind, device names, device nodes, and the
-    driver versions it was generated for (from versioned library mounts and the compat hook).
+    """The facts of a CDI spec (YAML or JSON) a check needs: kind, device names, device nodes, the
+    driver versions it was generated for (from versioned library mounts and the compat hook), and the
+    programs its hooks run.
 
     YAML is read line by line (the doctor carries no YAML library); nvidia-ctk writes a regular layout.
 
@@ -300,11 +301,14 @@ def parse_cdi_spec(text: str) -> dict[str, Any]:
     ...     '    - path: /dev/nvidia0\\n  name: "0"\\n- name: all\\nkind: nvidia.com/gpu\\n')
     >>> spec["kind"], spec["devices"], spec["device_nodes"], spec["driver_versions"]
     ('nvidia.com/gpu', ['0', 'all'], ['/dev/nvidia0'], ['575.57.08'])
+    >>> parse_cdi_spec('containerEdits:\\n  hooks:\\n  - args:\\n    - nvidia-cdi-hook\\n    - update-ldcache\\n'
+    ...     '    hookName: createContainer\\n    path: /usr/bin/nvidia-cdi-hook\\n')["hook_paths"]
+    ['/usr/bin/nvidia-cdi-hook']
     >>> parse_cdi_spec("")["kind"] is None
     True
     """
     spec: dict[str, Any] = {"cdi_version": None, "kind": None, "devices": [], "device_nodes": [],
-                            "driver_versions": [], "format": "yaml"}
+                            "driver_versions": [], "hook_paths": [], "format": "yaml"}
     stripped = (text or "").lstrip()
     versions: set[str] = set()
     if stripped.startswith("{"):
@@ -334,6 +338,10 @@ def parse_cdi_spec(text: str) -> dict[str, Any]:
                 if match:
                     spec["devices"].append(match.group(1).strip("'\""))
     spec["device_nodes"] = sorted(set(re.findall(r"[\"\s]path\"?:\s*\"?(/dev/nvidia\d+)\b", flat)))
+    # In containerEdits a plain `path` names a device node or, outside /dev, the program a hook runs (mounts
+    # use hostPath and containerPath).
+    spec["hook_paths"] = sorted({p for p in re.findall(r"[\"\s]path\"?:\s*\"?([^\s\",]+)", flat)
+                                 if p.startswith("/") and not p.startswith("/dev/")})
     for path in re.findall(r"[\"\s]hostPath\"?:\s*\"?([^\s\"]+)", flat):
         if re.search(r"/lib(?:cuda|nvidia-ml)\.so\.", path):
             version = lib_version(path)

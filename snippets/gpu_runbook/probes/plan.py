@@ -148,6 +148,9 @@ PATHS: tuple[str, ...] = (
     "/usr/local/nvidia/toolkit/nvidia-container-runtime-hook",
     "/usr/local/nvidia/toolkit/nvidia-ctk",
     "/usr/local/nvidia/toolkit/nvidia-cdi-hook",
+    # where CDI specs' hooks may point besides /usr/bin (Talos and hand installs)
+    "/usr/local/bin/nvidia-ctk",
+    "/usr/local/bin/nvidia-cdi-hook",
     "/usr/local/cuda/compat",
     "/usr/local/cuda/compat/*",
     "/etc/nvidia-container-runtime",
