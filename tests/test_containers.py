@@ -440,3 +440,19 @@ def test_cdi_hook_programs_of_a_shadowed_spec_are_not_judged() -> None:
     verdict = cdi_hook_program_missing(specs, {"/usr/bin/nvidia-ctk": {"error": "ENOENT"},
                                                "/usr/bin/nvidia-cdi-hook": {"kind": "file"}})
     assert verdict.status.value == "ok", verdict
+
+
+def test_unit_read_as_systemd_reads_it_etc_overrides_and_unreadable_is_unknown() -> None:
+    from gpu_runbook.engines import unit_dependencies, unit_texts
+    from gpu_runbook.snapshot import Missing, Snapshot
+
+    files = {"/usr/lib/systemd/system/docker.service": {"text": "[Unit]\nAfter=network.target\n"},
+             "/etc/systemd/system/docker.service": {"text": "[Unit]\nAfter=local.target\n"},
+             "/usr/lib/systemd/system/docker.service.d/50-a.conf": {"text": "[Unit]\nAfter=a.service\n"},
+             "/etc/systemd/system/docker.service.d/50-a.conf": {"text": "[Unit]\nAfter=b.service\n"}}
+    texts = unit_texts(Snapshot({"files": files}), "docker.service")
+    # /etc's unit replaces the package's; the same-named drop-in in /etc replaces the one in /usr/lib.
+    assert unit_dependencies(texts, "After") == {"local.target", "b.service"}
+    files["/etc/systemd/system/docker.service.d/60-b.conf"] = {"error": "EACCES", "detail": "Permission denied"}
+    with pytest.raises(Missing):
+        unit_texts(Snapshot({"files": files}), "docker.service")

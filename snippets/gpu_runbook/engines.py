@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 from gpu_runbook.parsers.operands import operator_runtime_config
 from gpu_runbook.parsers.toolkit import containerd_runtimes, docker_runtimes, parse_json, parse_toml
-from gpu_runbook.snapshot import Snapshot
+from gpu_runbook.snapshot import NOT_PRESENT, FileFact, Missing, Snapshot
 
 TOOLKIT_CONFIG = "/etc/nvidia-container-runtime/config.toml"
 TOOLKIT_RELATIVE = "nvidia-container-runtime/config.toml"
@@ -94,6 +94,53 @@ def _files(snapshot: Snapshot, spec: str) -> list[str]:
     if spec.endswith("/"):
         return sorted(p for p, f in snapshot.files_matching(spec).items() if f.exists)
     return [spec] if snapshot.file(spec).exists else []
+
+
+def unit_dependencies(texts: list[str], key: str) -> set[str]:
+    """The units named by `key` (After, Wants, WantedBy, ...) across a unit file and its drop-ins, read in
+    order: lists add up, and an empty assignment ("After=") empties what came before, as systemd reads them.
+
+    >>> sorted(unit_dependencies(["[Unit]\\nAfter=network.target\\n", "[Unit]\\nAfter=a.service b.service\\n"],
+    ...                          "After"))
+    ['a.service', 'b.service', 'network.target']
+    >>> unit_dependencies(["[Unit]\\nAfter=network.target\\n", "[Unit]\\nAfter=\\n"], "After")
+    set()
+    """
+    found: set[str] = set()
+    for text in texts:
+        for line in (text or "").splitlines():
+            name, sep, value = line.strip().partition("=")
+            if not sep or name.strip() != key:
+                continue
+            if not value.strip():
+                found.clear()
+            found.update(value.split())
+    return found
+
+
+def unit_texts(snapshot: Snapshot, name: str) -> list[str]:
+    """A unit as systemd reads it: the first file of that name in UNIT_DIRS (/etc overrides the packages'),
+    then its drop-ins from every directory, by file name."""
+    texts: list[str] = []
+    for directory in UNIT_DIRS:
+        file_ = snapshot.file(directory + name)
+        _readable_or_missing(file_)
+        if file_.exists:
+            texts.append(file_.text or "")
+            break
+    drop_ins = {}
+    for directory in reversed(UNIT_DIRS):
+        for path, file_ in snapshot.files_matching(f"{directory}{name}.d/").items():
+            _readable_or_missing(file_)
+            if file_.exists:
+                drop_ins[path.rsplit("/", 1)[-1]] = file_
+    return texts + [drop_ins[key].text or "" for key in sorted(drop_ins)] if texts else []
+
+
+def _readable_or_missing(file_: FileFact) -> None:
+    """A unit file that exists but cannot be read leaves its unit unknown: never read it as absent."""
+    if not file_.exists and file_.error not in NOT_PRESENT:
+        raise Missing(f"{file_.path} could not be read ({file_.why})")
 
 
 def _units(snapshot: Snapshot, dirs: tuple[str, ...],

@@ -7,6 +7,7 @@ import re
 from typing import Any, Optional
 
 from gpu_runbook.engines import discover as discover_engines
+from gpu_runbook.engines import unit_dependencies, unit_texts
 from gpu_runbook.facts import (
     OPERATOR_TOOLKIT_BINARIES,
     OPERATOR_TOOLKIT_DIR,
@@ -1127,6 +1128,71 @@ def cdi_hook_program_missing(specs: dict[str, dict[str, Any]], programs: dict[st
     return ok(f"the CDI hook program(s) exist: {', '.join(found)}"
               + (f" (not examined: {', '.join(unexamined)})" if unexamined else ""), evidence)
 # --8<-- [end:cdi-hook-programs]
+
+
+# --8<-- [start:cdi-refresh-order]
+CDI_REFRESH_UNIT = "nvidia-cdi-refresh.service"
+ENGINE_UNITS = ("docker.service", "containerd.service", "crio.service")
+
+
+@fact("cdi_refresh_order")
+def cdi_refresh_order_fact(snapshot: Snapshot) -> dict[str, Any]:
+    """How nvidia-cdi-refresh.service (toolkit 1.18.0+) and the engines' units are ordered: the refresh
+    unit's After= targets, and per installed engine unit its After= and WantedBy= (file plus drop-ins)."""
+    refresh = unit_texts(snapshot, CDI_REFRESH_UNIT)
+    if not refresh:
+        raise Missing(f"no {CDI_REFRESH_UNIT} (toolkit before 1.18.0, or not installed here)", "skip")
+    engines = {}
+    for unit in ENGINE_UNITS:
+        texts = unit_texts(snapshot, unit)
+        if texts:
+            engines[unit] = {"after": sorted(unit_dependencies(texts, "After")),
+                             "wanted_by": sorted(unit_dependencies(texts, "WantedBy"))}
+    return {"refresh_after": sorted(unit_dependencies(refresh, "After")), "engines": engines}
+
+
+@check("cdi-refresh-order", title="Engines and nvidia-cdi-refresh start in an order systemd can keep",
+       page="cdi", facts=("cdi_refresh_order",))
+def cdi_refresh_ordering_cycle(order: dict[str, Any]) -> Verdict:
+    """An engine ordered after nvidia-cdi-refresh.service while that unit is ordered after
+    multi-user.target (toolkit 1.19.0) makes an ordering cycle: "docker.service: Found ordering cycle on
+    nvidia-cdi-refresh.service/start", and systemd drops a job, so the engine may not start at boot.
+
+    ## Why it matters
+    Ordering an engine after the refresh unit is the way to have the CDI spec in place before containers
+    with a restart policy come back (Docker 28.2.0+). With toolkit 1.19.0's unit that same drop-in closes a
+    loop through multi-user.target, which waits for the engine it wants (systemd.target(5)).
+
+    ## Evidence
+    After= of nvidia-cdi-refresh.service and After=/WantedBy= of docker, containerd and crio, each read as
+    its unit file plus drop-ins under /etc/systemd/system, /usr/lib/systemd/system and /lib/systemd/system.
+
+    ## References
+    NVIDIA/nvidia-container-toolkit#1735; deployments/systemd/nvidia-cdi-refresh.service at v1.19.0 and
+    v1.19.1; systemd.unit(5), systemd.target(5).
+    """
+    refresh_after = set(order["refresh_after"])
+    engines = order["engines"]
+    ordered = [u for u, e in sorted(engines.items()) if CDI_REFRESH_UNIT in e["after"]]
+    evidence = {"refresh_after": sorted(refresh_after), "engines": engines}
+    looped = [u for u in ordered if "multi-user.target" in refresh_after
+              and "multi-user.target" in engines[u]["wanted_by"]]
+    if looped:
+        verb = "starts" if len(looped) == 1 else "start"
+        return fail(f"ordering cycle: {', '.join(looped)} {verb} after {CDI_REFRESH_UNIT}, which starts after "
+                    f"multi-user.target, which waits for {', '.join(looped)}: systemd drops a job at boot "
+                    f"('Found ordering cycle on {CDI_REFRESH_UNIT}/start') and the engine may not start",
+                    "Upgrade the toolkit to 1.19.1 or later (its unit no longer orders itself after "
+                    "multi-user.target), or remove the engine's After= drop-in until then.",
+                    evidence, anchor="docker-boot-order")
+    if ordered:
+        verb = "starts" if len(ordered) == 1 else "start"
+        return ok(f"{', '.join(ordered)} {verb} after {CDI_REFRESH_UNIT}, without a cycle", evidence)
+    if engines:
+        return skip(f"no engine is ordered after {CDI_REFRESH_UNIT}: containers restored at boot that name CDI "
+                    "devices may start before the spec is written (see the page when that happens)", evidence)
+    return skip("no docker, containerd or crio unit found here", evidence)
+# --8<-- [end:cdi-refresh-order]
 
 
 # --8<-- [start:container-visible-devices]

@@ -90,6 +90,9 @@ FILES: tuple[str, ...] = (
     "/usr/lib/systemd/system/rke2-*.service",
     "/lib/systemd/system/docker.service",
     "/lib/systemd/system/containerd.service",
+    "/usr/lib/systemd/system/nvidia-cdi-refresh.service",  # toolkit 1.18.0+: regenerates /var/run/cdi/nvidia.yaml
+    "/lib/systemd/system/nvidia-cdi-refresh.service",
+    "/usr/lib/systemd/system/*.service.d/*.conf",
     "/var/lib/rancher/rke2/agent/etc/containerd/config.toml",
     "/var/lib/rancher/rke2/agent/etc/containerd/config*.toml.tmpl",
     "/var/lib/rancher/k3s/agent/etc/containerd/config.toml",
