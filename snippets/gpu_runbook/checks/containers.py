@@ -1104,12 +1104,15 @@ def cdi_hook_program_missing(specs: dict[str, dict[str, Any]], programs: dict[st
     namespace); NVIDIA Container Toolkit internal/discover/hooks.go; siderolabs/talos#13021.
     """
     _, effective, _, _ = nvidia_cdi_specs(specs)
-    wanted = {h: sorted(p for p, s in effective.items() if h in (s.get("hook_paths") or []))
-              for s in effective.values() for h in s.get("hook_paths") or []}
+    wanted: dict[str, list[str]] = {}  # hook program -> the specs in effect that run it
+    for path, spec in sorted(effective.items()):
+        for hook in spec.get("hook_paths") or []:
+            wanted.setdefault(hook, []).append(path)
     evidence: dict[str, Any] = {"hooks": wanted, "programs": {h: programs.get(h, {}) for h in wanted}}
     if not wanted:
         return skip("no CDI spec in effect names a hook program", evidence)
-    missing = [h for h in sorted(wanted) if programs.get(h, {}).get("error") in ABSENT]
+    errors = {h: programs.get(h, {}).get("error") for h in sorted(wanted)}
+    missing = [h for h, error in errors.items() if error in ABSENT]
     if missing:
         first = missing[0]
         return fail(f"{', '.join(wanted[first])} runs {first} as a hook, which does not exist here: containers "
@@ -1117,11 +1120,11 @@ def cdi_hook_program_missing(specs: dict[str, dict[str, Any]], programs: dict[st
                     "Regenerate the spec on this host (nvidia-ctk cdi generate with --nvidia-cdi-hook-path set "
                     "to where nvidia-cdi-hook is installed), or install the toolkit the spec was made for.",
                     evidence, anchor="hook-failed")
-    unread = [h for h in sorted(wanted) if programs.get(h, {}).get("error") not in (*ABSENT, None, "not-collected")]
+    unread = [h for h, error in errors.items() if error not in (*ABSENT, None, "not-collected")]
     if unread:
         return unknown(f"could not examine the hook program(s) {', '.join(unread)}", evidence)
-    unexamined = [h for h in sorted(wanted) if programs.get(h, {}).get("error") == "not-collected"]
-    found = [h for h in sorted(wanted) if h not in unexamined]
+    unexamined = [h for h, error in errors.items() if error == "not-collected"]
+    found = [h for h, error in errors.items() if error is None]
     if unexamined and not found:
         return skip(f"the specs' hook programs ({', '.join(unexamined)}) lie outside the paths the doctor "
                     "examines: check them with ls -l", evidence)

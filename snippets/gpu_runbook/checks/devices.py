@@ -1067,6 +1067,7 @@ def driver_library_mismatch(  # noqa: PLR0917 (the registry passes each declared
         evidence["kernel_log"] = logged[-3:]
     if driver is not None:
         evidence["kernel_log_form"] = mismatch_form(driver)
+    fix, anchor = _mismatch_advice(in_container, system_container)
     init = (nvml or {}).get("init")
     nvml_error = init.get("error") if isinstance(init, dict) else None
     smi_text = smi.output if smi is not None else ""
@@ -1077,8 +1078,7 @@ def driver_library_mismatch(  # noqa: PLR0917 (the registry passes each declared
         evidence["nvml_error"] = nvml_error
         return fail(f"Driver/library version mismatch: kernel module {evidence['kernel_module'] or '?'}, "
                     f"NVML library {lib.group(1) if lib else ', '.join(versions) or '?'}" + _logged_note(logged),
-                    _mismatch_fix(in_container, system_container), evidence,
-                    anchor="system-container" if system_container else "causes")
+                    fix, evidence, anchor=anchor)
     if driver is None:
         return skip("no kernel module version (/proc/driver/nvidia/version absent): see kernel-modules", evidence)
     # NVML's own version names the library it loaded, wherever that lives (LD_LIBRARY_PATH included). A
@@ -1093,8 +1093,7 @@ def driver_library_mismatch(  # noqa: PLR0917 (the registry passes each declared
     stale = [v for v in soname_versions if v != driver.version]
     if stale or (versions and driver.version not in versions):
         return fail(f"kernel module {driver.version} but libnvidia-ml {', '.join(stale or versions)}"
-                    + _logged_note(logged), _mismatch_fix(in_container, system_container), evidence,
-                    anchor="system-container" if system_container else "causes")
+                    + _logged_note(logged), fix, evidence, anchor=anchor)
     others = [v for v in versions if v != driver.version]
     if others:
         return warn(f"libnvidia-ml {driver.version} matches the module, but other versions sit beside it: "
@@ -1112,15 +1111,16 @@ def _logged_note(logged: list[str]) -> str:
     return f" (kernel log: {logged[-1]})" if logged else ""
 
 
-def _mismatch_fix(in_container: Optional[bool], system_container: Optional[str] = None) -> str:
+def _mismatch_advice(in_container: Optional[bool], system_container: Optional[str]) -> tuple[str, str]:
+    """The fix for a module/library mismatch where this runs, and the page anchor that explains it."""
     if system_container:
         return (f"This {system_container} container uses the host's kernel module: install its user-space driver "
                 "at the host's version (the same runfile with --no-kernel-modules, or the packages of that "
-                "version), after every driver upgrade on the host.")
+                "version), after every driver upgrade on the host."), "system-container"
     if in_container:
         return ("Remove the driver libraries the image installs (libnvidia-ml, libcuda) so the toolkit's host "
-                "copies are used; rebuild the image.")
+                "copies are used; rebuild the image."), "causes"
     return ("Reboot (or unload and reload the nvidia modules) so the kernel module matches the installed "
-            "libraries.")
+            "libraries."), "causes"
 # --8<-- [end:driver-library-mismatch]
 
