@@ -14,7 +14,7 @@ import pytest
 from conftest import DOCS, run_cli
 from eval_explain import README, README_BLOCK, evaluate, evaluate_fresh, readme_block, thread_of
 from gen_error_index import TARGET, front_matter, render
-from gpu_runbook.explain import LIKELY, MATCH, POSSIBLE, explain, load_index
+from gpu_runbook.explain import LIKELY, MATCH, POSSIBLE, explain, load_index, parse_query
 from gpu_runbook.pages import PAGES, docs_path
 from gpu_runbook.signatures import SIGNATURES
 from reports import FORMS, load_reports, split_of
@@ -54,6 +54,20 @@ def test_a_mixed_log_names_every_page_it_touches() -> None:
     ])
     pages = [m.page for m in explain(log) if m.level == MATCH]
     assert {"device-plugin", "recovery", "driver-mismatch"} <= set(pages), pages
+
+
+def test_escaped_and_coloured_pastes_rank_as_the_plain_text() -> None:
+    """A JSON/Go-quoted log line (`\\n`, `\\"`) or a terminal-coloured one scores exactly as its plain form; a
+    pasted Windows path keeps its backslashes (its `\\nvidia-smi.exe` is no escaped line break)."""
+    plain = 'stderr: Auto-detected mode as legacy\nFailed to initialize NVML: Unknown Error\n: unknown "hook"'
+    quoted = plain.replace("\n", "\\n").replace('"', '\\"')
+    coloured = plain.replace("Failed", "\x1b[1;31mFailed\x1b[0m")
+    expected = explain(plain)[0]
+    assert (expected.page, expected.level) == ("nvml-unknown-error", MATCH) and "\\n" in quoted
+    for text in (quoted, coloured):
+        assert explain(text)[0] == expected, text
+    windows = "PS> C:\\Windows\\System32\\nvidia-smi.exe\\nFailed to initialize NVML: Unknown Error"
+    assert "\\nvidia-smi.exe" in parse_query(windows, load_index()["tokenizer"]).raw
 
 
 def test_levels_and_evidence() -> None:

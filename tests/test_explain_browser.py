@@ -7,6 +7,8 @@ Needs /usr/bin/chromium (`.ci/run` installs it); skips locally without it and fa
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from conftest import DOCS
 from gen_error_index import front_matter
@@ -29,7 +31,11 @@ def _open_home(page, site_url: str) -> None:  # noqa: F811
 def test_the_box_ranks_like_explain_for_every_test_report(site_url: str, browser_page) -> None:  # noqa: F811
     page, outside = browser_page
     _open_home(page, site_url)
-    texts = [r["text"] for r in TEST_REPORTS] + [e for _, e in DOCUMENTED]
+    # Pasted forms that unfold_paste rewrites: JSON-quoted and terminal-coloured copies, and a Windows path.
+    quoted = [json.dumps(r["text"], ensure_ascii=False)[1:-1] for r in TEST_REPORTS[:40]]
+    coloured = ["\x1b[1;31m" + r["text"].replace(" ", "\x1b[0m ", 3) for r in TEST_REPORTS[:20]]
+    windows = ["C:\\Windows\\System32\\nvidia-smi.exe\\nFailed to initialize NVML: Unknown Error"]
+    texts = [r["text"] for r in TEST_REPORTS] + [e for _, e in DOCUMENTED] + quoted + coloured + windows
     browser = page.evaluate("texts => window.gpuRunbookExplain.rankMany(texts)", texts)
     differ = []
     for text, got in zip(texts, browser):

@@ -35,6 +35,14 @@ _DIGITS = re.compile(r"^[0-9]+$")
 _LINE = re.compile(r"\r\n|\r|\n")
 # Unicode quotes people paste from chat and web pages, folded to ASCII before matching signatures.
 _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u00a0": " "})
+# Terminal colour codes, kept by logs captured to a file (docker compose, CI output).
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# Escapes of JSON or Go-quoted strings (kubectl events, containerd and dockerd logs): a pasted
+# `...not available\\nfailed to initialize nvml` would otherwise read as the word "nfailed".
+_ESCAPED_BREAK = re.compile(r"\\+(?:r\\+n|n(?!vidia)|r)")  # not the \nvidia-smi of a UNC path
+_ESCAPED_TAB = re.compile(r"\\+t")
+_ESCAPED_QUOTE = re.compile(r"\\+\"")
+_WINDOWS_PATH = re.compile(r"[A-Za-z]:\\")
 
 MATCH, LIKELY, POSSIBLE = "match", "likely", "possible"
 
@@ -101,13 +109,34 @@ def line_terms(line_words: list[str]) -> list[str]:
     return line_words + word_pairs(line_words)
 
 
+def unfold_paste(text: str) -> str:
+    """The pasted text with the escapes of quoted log strings unfolded and terminal colour codes removed.
+
+    A Windows path (`C:\\Windows\\System32\\nvidia-smi.exe`, pasted from WSL) keeps its backslashes.
+
+    >>> unfold_paste('caused \\\\"prestart: not available\\\\nfailed to initialize nvml\\\\"')
+    'caused "prestart: not available\\nfailed to initialize nvml"'
+    >>> unfold_paste("\\x1b[31mERROR\\x1b[0m: nvidia-smi")
+    'ERROR: nvidia-smi'
+    """
+    text = text.translate(_QUOTES)
+    if "\x1b" in text:
+        text = _ANSI.sub("", text)
+    if "\\" in text and not _WINDOWS_PATH.search(text):
+        text = _ESCAPED_BREAK.sub("\n", text)
+        text = _ESCAPED_TAB.sub(" ", text)
+        text = _ESCAPED_QUOTE.sub('"', text)
+    return text
+
+
 def parse_query(text: str, spec: dict[str, Any]) -> Query:
+    text = unfold_paste(text)
     seen: dict[str, None] = {}
     for line in _LINE.split(text):
         for term in line_terms(words(line, spec)):
             seen.setdefault(term, None)
     terms = tuple(seen)
-    return Query(text.translate(_QUOTES), terms, frozenset(terms))
+    return Query(text, terms, frozenset(terms))
 
 
 # -- the index ---------------------------------------------------------------------------------------------

@@ -15,6 +15,12 @@
   var HAS_DIGIT = /[0-9]/;
   var LINE = /\r\n|\r|\n/;
   var QUOTES = { "\u2018": "'", "\u2019": "'", "\u201c": "\"", "\u201d": "\"", "\u00a0": " " };
+  // unfoldPaste: the same rules as unfold_paste in explain.py.
+  var ANSI = /\x1b\[[0-9;]*[A-Za-z]/g;
+  var ESCAPED_BREAK = /\\+(?:r\\+n|n(?!vidia)|r)/g;
+  var ESCAPED_TAB = /\\+t/g;
+  var ESCAPED_QUOTE = /\\+"/g;
+  var WINDOWS_PATH = /[A-Za-z]:\\/;
   var MATCH = "match", LIKELY = "likely", POSSIBLE = "possible";
 
   function prepare(index) {
@@ -48,7 +54,17 @@
     return out;
   }
 
+  function unfoldPaste(text) {
+    text = text.replace(/[\u2018\u2019\u201c\u201d\u00a0]/g, function (c) { return QUOTES[c]; });
+    if (text.indexOf("\x1b") >= 0) text = text.replace(ANSI, "");
+    if (text.indexOf("\\") >= 0 && !WINDOWS_PATH.test(text)) {
+      text = text.replace(ESCAPED_BREAK, "\n").replace(ESCAPED_TAB, " ").replace(ESCAPED_QUOTE, "\"");
+    }
+    return text;
+  }
+
   function parseQuery(text, index) {
+    text = unfoldPaste(text);
     var seen = new Set();
     var terms = [];
     var lines = text.split(LINE);
@@ -58,8 +74,7 @@
         if (!seen.has(lt[t])) { seen.add(lt[t]); terms.push(lt[t]); }
       }
     }
-    var raw = text.replace(/[\u2018\u2019\u201c\u201d\u00a0]/g, function (c) { return QUOTES[c]; });
-    return { raw: raw, terms: terms, keys: seen };
+    return { raw: text, terms: terms, keys: seen };
   }
 
   function coverage(keys, query) {
