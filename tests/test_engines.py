@@ -293,3 +293,23 @@ def test_bpf_jit_harden_does_not_apply_with_no_cgroups() -> None:
         "text": "[nvidia-container-cli]\nno-cgroups = true\n"}
     finding = run_checks(Snapshot(data), only=["bpf-jit-harden"])[0]
     assert finding.status.value == "ok" and "no-cgroups = true" in finding.summary, finding.summary
+
+
+def test_engine_environment_follows_systemd_precedence() -> None:
+    """The runtime's config path comes from the unit systemd runs: an /etc copy replaces the package's unit
+    (its Environment= too), and a drop-in applies over either, whichever directory holds it."""
+    from gpu_runbook.engines import runtime_config_path
+
+    def env(files: dict[str, str]) -> dict[str, str]:
+        snap = Snapshot({"files": {path: {"text": text} for path, text in files.items()}})
+        return discover(snap)["docker"]["environment"]
+
+    package = "[Service]\nEnvironment=NVIDIA_CTK_CONFIG_FILE_PATH=/usr/share/nvidia/config.toml\n"
+    admin = "[Service]\nEnvironment=NVIDIA_CTK_CONFIG_FILE_PATH=/etc/site/config.toml\n"
+    both = {"/etc/systemd/system/docker.service": admin, "/usr/lib/systemd/system/docker.service": package}
+    assert runtime_config_path(env(both))[0] == "/etc/site/config.toml"
+    drop_in = "[Service]\nEnvironment=NVIDIA_CTK_CONFIG_FILE_PATH=/opt/gpu/config.toml\n"
+    with_drop_in = dict(both, **{"/usr/lib/systemd/system/docker.service.d/10-gpu.conf": drop_in})
+    assert runtime_config_path(env(with_drop_in))[0] == "/opt/gpu/config.toml"
+    only_package = {"/lib/systemd/system/docker.service": package}
+    assert runtime_config_path(env(only_package))[0] == "/usr/share/nvidia/config.toml"

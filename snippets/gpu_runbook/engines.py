@@ -118,18 +118,19 @@ def unit_dependencies(texts: list[str], key: str) -> set[str]:
     return found
 
 
-def unit_texts(snapshot: Snapshot, name: str) -> list[str]:
-    """A unit as systemd reads it: the first file of that name in UNIT_DIRS (/etc overrides the packages'),
-    then its drop-ins from every directory, by file name."""
+def unit_texts(snapshot: Snapshot, name: str, dirs: tuple[str, ...] = UNIT_DIRS) -> list[str]:
+    """A unit as systemd reads it: the first file of that name in `dirs` (/etc overrides the packages'),
+    then its drop-ins from every directory, by file name (a drop-in in /etc replaces one of the same name
+    further down). Raises Missing when a file exists but cannot be read."""
     texts: list[str] = []
-    for directory in UNIT_DIRS:
+    for directory in dirs:
         file_ = snapshot.file(directory + name)
         _readable_or_missing(file_)
         if file_.exists:
             texts.append(file_.text or "")
             break
     drop_ins = {}
-    for directory in reversed(UNIT_DIRS):
+    for directory in reversed(dirs):
         for path, file_ in snapshot.files_matching(f"{directory}{name}.d/").items():
             _readable_or_missing(file_)
             if file_.exists:
@@ -145,17 +146,23 @@ def _readable_or_missing(file_: FileFact) -> None:
 
 def _units(snapshot: Snapshot, dirs: tuple[str, ...],
            names: tuple[str, ...]) -> tuple[list[str], dict[str, str]]:
-    """The unit files found for these names in these directories, with the environment they and their
-    drop-ins set (later files override earlier ones)."""
+    """Every unit file and drop-in found for these names in these directories (each shows the engine is
+    installed), and the environment the units set as systemd reads them (`unit_texts`: the /etc copy of a
+    unit replaces the package's, drop-ins apply last)."""
     found: list[str] = []
-    environment: dict[str, str] = {}
     for directory in dirs:
         for name in names:
             for path in [directory + name, *sorted(snapshot.files_matching(f"{directory}{name}.d/"))]:
-                file_ = snapshot.file(path)
-                if file_.exists:
+                if snapshot.file(path).exists:
                     found.append(path)
-                    environment.update(unit_environment(file_.text or ""))
+    environment: dict[str, str] = {}
+    for name in names:
+        try:
+            texts = unit_texts(snapshot, name, dirs)
+        except Missing:
+            continue  # an unreadable unit: discovery still lists it; its environment stays unknown
+        for text in texts:
+            environment.update(unit_environment(text))
     return found, environment
 
 
