@@ -198,3 +198,19 @@ def test_fresh_reports_are_measured_and_a_bad_record_is_named(tmp_path: Path) ->
 def test_thread_mates_share_a_thread() -> None:
     assert thread_of("NVIDIA/k8s-device-plugin#990-2") == thread_of("NVIDIA/k8s-device-plugin#990")
     assert thread_of("stackoverflow-25708786") == "stackoverflow-25708786"
+
+
+@pytest.mark.parametrize(("text", "page"), [
+    ("升级驱动后没有重启，nvidia-smi 报错：驱动版本不匹配", "driver-mismatch"),  # noqa: RUF001 (driver upgraded, no reboot)
+    ("ctrl+c 退出后显存没有释放，进程还占用显存", "recovery"),  # noqa: RUF001 (memory held after Ctrl+C)
+])
+def test_a_report_written_in_chinese_reads_through_the_glossary(text: str, page: str) -> None:
+    assert explain(text)[0].page == page
+    spec = dict(load_index()["tokenizer"], glossary_re=None)
+    assert explain(text)[0].score > score_without_glossary(text, spec)
+
+
+def score_without_glossary(text: str, spec: dict) -> float:
+    index = dict(load_index(), tokenizer=spec)
+    matches = explain(text, index)
+    return matches[0].score if matches else 0.0

@@ -75,12 +75,15 @@ def words(line: str, spec: dict[str, Any]) -> list[str]:
     """The words of one line as the index stores them.
 
     Lower case, letters and digits only; numbers, hashes and UUID parts, one-letter words and stop words
-    dropped; a plural "s" folded.
+    dropped; a plural "s" folded; the glossary's words of other languages read as English.
 
     >>> words("Failed to initialize NVML: Unknown Error (pid 4242, GPU-6f3c1a2e)", load_index()["tokenizer"])
     ['failed', 'initialize', 'nvml', 'unknown', 'error', 'pid', 'gpu']
     """
     stop = spec["stop_set"]
+    glossary = spec.get("glossary_re")
+    if glossary is not None and not line.isascii():
+        line = glossary.sub(lambda m: " " + spec["glossary"][m.group(0)] + " ", line)
     out = []
     for found in _WORD.findall(line.lower()):
         if len(found) < 2 or len(found) > spec["max_len"] or _DIGITS.match(found) or \
@@ -174,8 +177,12 @@ def load_index(path: Path = INDEX_PATH) -> dict[str, Any]:
 
 
 def prepare_tokenizer(tokenizer: dict[str, Any]) -> dict[str, Any]:
-    """The tokenizer specification with its stop words as a set, as `words` reads it."""
+    """The tokenizer specification with its stop words as a set and its glossary (words of other languages
+    read as English words) as one pattern, longest first, as `words` reads them."""
     tokenizer["stop_set"] = set(tokenizer["stop"])
+    glossary = tokenizer.get("glossary") or {}
+    longest_first = sorted(glossary, key=lambda k: (-len(k), k))
+    tokenizer["glossary_re"] = re.compile("|".join(map(re.escape, longest_first))) if glossary else None
     return tokenizer
 
 

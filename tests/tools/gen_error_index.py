@@ -39,7 +39,18 @@ i we you he she they me my our your their there here what which who when where w
 also just only very more most other such same own too again further once about over under up down off
 above below after before between both during through until while yes per via
 """.split()))
-TOKENIZER = {"stop": STOP, "max_len": 30}
+# Chinese words common in GPU reports (HAMi, Volcano, PaddlePaddle and other trackers), read as the English
+# words the pages use: without them a report written in Chinese keeps only its pasted log lines.
+GLOSSARY = {
+    "显存": "gpu memory", "显卡": "gpu", "驱动": "driver", "容器": "container", "镜像": "image", "释放": "released",
+    "占用": "used", "重启": "reboot", "找不到": "not found", "未找到": "not found", "版本": "version",
+    "不匹配": "mismatch", "共享": "sharing", "节点": "node", "调度": "scheduling", "失败": "failed",
+    "权限": "permission", "内核": "kernel", "模块": "module", "加载": "load", "无法": "cannot", "报错": "error",
+    "错误": "error", "升级": "upgrade", "安装": "install", "分配": "allocate", "申请": "request", "虚拟": "virtual",
+    "进程": "process", "挂载": "mount", "设备": "device", "插件": "plugin", "休眠": "suspend", "掉卡": "gpu lost",
+    "拓扑": "topology", "带宽": "bandwidth", "多卡": "multiple gpu", "退出": "exit",
+}
+TOKENIZER = {"stop": STOP, "max_len": 30, "glossary": GLOSSARY}
 _WORDS_SPEC = prepare_tokenizer(dict(TOKENIZER))  # what words() reads; TOKENIZER itself goes into the index
 PARAMS: dict[str, Any] = {
     "k1": 1.2, "b": 0.75,

@@ -26,6 +26,11 @@
   function prepare(index) {
     if (index._ready) return index;
     index._stop = new Set(index.tokenizer.stop);
+    var glossary = index.tokenizer.glossary || {};
+    var keys = Object.keys(glossary).sort(function (a, b) { return b.length - a.length || (a < b ? -1 : a > b ? 1 : 0); });
+    index._glossary = keys.length ? new RegExp(keys.map(function (k) {
+      return k.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    }).join("|"), "g") : null;
     index._postings = new Map(Object.entries(index.postings));
     index._idf = new Map(Object.entries(index.idf));
     index._signatures = index.signatures.map(function (s) {
@@ -36,6 +41,9 @@
   }
 
   function words(line, index) {
+    if (index._glossary && /[^\x00-\x7f]/.test(line)) {
+      line = line.replace(index._glossary, function (m) { return " " + index.tokenizer.glossary[m] + " "; });
+    }
     var out = [];
     var found = line.toLowerCase().match(WORD) || [];
     for (var i = 0; i < found.length; i++) {
