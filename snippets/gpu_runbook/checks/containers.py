@@ -1600,8 +1600,10 @@ def forward_compat_unusable(compat: list[dict[str, Any]], driver: DriverVersion,
 
     ## Why it matters
     Forward compatibility lets a newer CUDA run on an older driver branch, but only on supported GPUs and
-    only when the compat libcuda is newer than the installed driver; the toolkit's enable-cuda-compat
-    hook uses it only when its major version (driver branch) is higher.
+    only when the compat libcuda is newer than the installed driver. The toolkit's enable-cuda-compat hook
+    (1.17.5 to 1.19.x) uses it only when its major version (driver branch) is higher; from 1.20.0 it reads the
+    library's .note.cuda.fwd_compatibility ELF note first and uses it only when the note lists the host's
+    driver branch and the library is newer, falling back to the major-version rule without a note.
 
     ## Evidence
     lstat of /usr/local/cuda/compat/libcuda.so.*, the kernel module version, NVML's GPU names and
@@ -1629,9 +1631,11 @@ def forward_compat_unusable(compat: list[dict[str, Any]], driver: DriverVersion,
                   "driver's own libcuda serves", evidence)
     same_branch = (version_tuple(newest["version"]) or (0,))[:1] == (version_tuple(driver.version) or (0,))[:1]
     if same_branch and not forced and not unread:
-        # The enable-cuda-compat hook (toolkit 1.17.5+) adds the compat directory only for a higher major version.
-        return ok(f"compat libcuda {newest['version']} is from driver {driver.version}'s own branch: the toolkit's "
-                  "enable-cuda-compat hook does not use it, the driver's libcuda serves", evidence)
+        # The enable-cuda-compat hook adds the compat directory for a higher major version (1.17.5+), or when the
+        # library's ELF note lists the host's branch (1.20.0+); forward compatibility targets older branches.
+        return ok(f"compat libcuda {newest['version']} is from driver {driver.version}'s own branch: forward "
+                  "compatibility is not needed; the enable-cuda-compat hook adds it only for a newer branch "
+                  "(toolkit 1.17.5-1.19.x) or when its ELF note lists this branch (1.20.0+)", evidence)
     consumer = [n for n in names if CONSUMER_GPU.search(n)]
     if consumer:
         return fail(f"forward compatibility (compat libcuda {newest['version']} on driver {driver.version}) is not "

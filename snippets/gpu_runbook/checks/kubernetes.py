@@ -301,16 +301,18 @@ def gfd_labels_stale(labels: dict[str, str], driver: Optional[DriverVersion],
 
     ## Why it matters
     Before v0.19.0, GFD rewrites features.d/gfd every sleep interval (60 s by default) and NFD's local source
-    turns it into node labels. After a driver upgrade or a GPU loss, a GFD that is not running leaves the old
-    labels in place: pods that select nvidia.com/cuda.driver.major or nvidia.com/gpu.count land on nodes that
-    cannot run them, and dashboards built on the labels lie. From v0.19.0 GFD publishes a NodeFeature object
-    instead and no longer rewrites the file; a file left from an older GFD goes stale the same way. With no
-    file the check skips and says where the labels are: the doctor does not read the Kubernetes API.
+    turns it into node labels. GFD removes the file when it exits cleanly (its pod deleted, an error in a
+    labelling pass), but not with --oneshot or --sleep-interval=infinite, nor when it is killed without a clean
+    shutdown: such a file outlives a driver upgrade or a GPU loss, pods that select nvidia.com/cuda.driver.major
+    or nvidia.com/gpu.count land on nodes that cannot run them, and dashboards built on the labels lie. From
+    v0.19.0 GFD publishes a NodeFeature object instead and no longer writes the file; a file left from an older
+    GFD goes stale the same way. With no file the check skips and says where the labels are: the doctor does
+    not read the Kubernetes API.
 
     A file with no GPU label at all (only nvidia.com/gfd.timestamp) on a node where NVML sees GPUs means GFD
     found no devices: it keeps the empty resource manager it fell back to when it started before the driver was
-    ready (with failOnInitError false; GFD before v0.17.1 without NVML whatever that flag says;
-    NVIDIA/gpu-feature-discovery#71), and never tries NVML again.
+    ready (with failOnInitError false; GFD before v0.17.1 without NVML whatever that flag says; see
+    internal/resource/factory.go), and never tries NVML again.
 
     On a node with more than one GPU model GFD labels one model only: it counts GPUs per model, writes
     gpu.product, gpu.count and gpu.memory for each, and the model it writes last wins (an unordered map, so
@@ -323,7 +325,8 @@ def gfd_labels_stale(labels: dict[str, str], driver: Optional[DriverVersion],
 
     ## References
     NVIDIA/k8s-device-plugin v0.20.0 docs/gpu-feature-discovery/README.md (generated labels, --output-file,
-    --sleep-interval), cmd/gpu-feature-discovery/main.go (--use-node-feature-api, default true since v0.19.0),
+    --sleep-interval), cmd/gpu-feature-discovery/main.go (--use-node-feature-api, default true since v0.19.0;
+    removeOutputFile on exit),
     internal/lm/output.go (NodeFeature nvidia-features-for-<node>); NFD docs, "Feature files" (local source).
     """
     labelled_driver = label_driver_version(labels)
