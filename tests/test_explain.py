@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 
 import pytest
 from conftest import DOCS, run_cli
-from eval_explain import README, README_BLOCK, evaluate, evaluate_fresh, readme_block, thread_of
+from eval_explain import README, README_BLOCK, cited_test_reports, evaluate, evaluate_fresh, readme_block, thread_of
 from gen_error_index import TARGET, front_matter, render
 from gpu_runbook.explain import LIKELY, MATCH, POSSIBLE, explain, load_index, parse_query
 from gpu_runbook.pages import PAGES, docs_path
@@ -149,6 +149,14 @@ def test_corpus_covers_every_page_and_splits_about_seventy_thirty() -> None:
     assert all(r["split"] == split_of(r["id"]) for r in REPORTS)
 
 
+def test_no_page_starts_citing_a_test_report_thread() -> None:
+    """The test split stays held out: a page written from a test report's thread would be tuned on it."""
+    listed = Path(__file__).parent / "data" / "reports" / "cited-test-threads.txt"
+    allowed = {line for line in listed.read_text(encoding="utf-8").splitlines() if line and not line.startswith("#")}
+    new = sorted(set(cited_test_reports()) - allowed)
+    assert not new, f"pages or checks now cite the thread of test-split reports {new}: cite another source"
+
+
 @pytest.fixture(scope="module")
 def held_out() -> dict:
     return evaluate("test")
@@ -156,15 +164,15 @@ def held_out() -> dict:
 
 def test_held_out_reports_stay_above_the_measured_floor(held_out: dict) -> None:
     """Regression guard on the test split (never tuned on): the level measured on 2026-12-02 after the
-    labelling consistency pass (tests/data/reports/README.md) and a seventh collection round (top-1 0.717,
-    top-3 0.903 on 279 reports), less about two reports."""
+    labelling consistency pass (tests/data/reports/README.md) and an eighth collection round (top-1 0.721,
+    top-3 0.917 on 301 reports), less about two reports."""
     sections = {name: round(top3, 3) for name, (_, _, top3) in held_out["sections"].items()}
-    assert held_out["top1"] >= 0.70, f"test top-1 fell to {held_out['top1']:.3f}"
-    assert held_out["top3"] >= 0.88, f"test top-3 fell to {held_out['top3']:.3f}"
+    assert held_out["top1"] >= 0.71, f"test top-1 fell to {held_out['top1']:.3f}"
+    assert held_out["top3"] >= 0.90, f"test top-3 fell to {held_out['top3']:.3f}"
     assert all(v >= 0.8 for v in sections.values()), f"a section's test top-3 < 0.8: {sections}"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10's bar is not met yet: test top-1 0.717 (bar 0.85), top-3 0.903 (bar "
+@pytest.mark.xfail(strict=True, reason="issue 10's bar is not met yet: test top-1 0.721 (bar 0.85), top-3 0.917 (bar "
                                        "0.95) on 2026-12-02; when it passes, drop this marker")
 def test_held_out_reports_meet_the_bar(held_out: dict) -> None:
     """On the test split (never used for tuning): top-1 >= 0.85, top-3 >= 0.95, each section's top-3 >= 0.8."""
