@@ -126,8 +126,8 @@ def mig_mode_pending_reset(gpus: list[dict[str, Any]]) -> Verdict:
     ("In use by another client"); in pass-through VMs the hypervisor may refuse the reset, and only a VM
     reboot applies it. From Hopper on (H100, H200, B200), the change needs no reset and applies when it is
     set, so a mode left pending there was not applied: set it again with the GPU idle. Until the modes
-    agree, GPU instances cannot be created (enable pending) or the GPU cannot be used whole (disable
-    pending), and mig-parted reports "unable to apply MIG config with MIG mode disabled".
+    agree, GPU instances cannot be created (enable pending; mig-parted then reports "unable to apply MIG
+    config with MIG mode disabled") or the GPU cannot be used whole (disable pending).
 
     ## Evidence
     NVML nvmlDeviceGetMigMode (current, pending) and the CUDA compute capability of each GPU.
@@ -346,7 +346,8 @@ def mps_daemon_missing_or_unguarded(pipe: dict[str, Any], gpus: Optional[list[di
             return skip(f"MPS is not in use: no control daemon at {control} and CUDA_MPS_PIPE_DIRECTORY unset",
                         evidence)
         exclusive = [k for k, v in _compute_modes(gpus or []).items() if v == EXCLUSIVE_PROCESS]
-        where = (" (the pipe directory is not shared into this container)" if in_container else "")
+        where = (" (in a container this is also what a host daemon looks like when its pipe directory is "
+                 "not shared into this container)" if in_container else "")
         summary = f"CUDA_MPS_PIPE_DIRECTORY={pipe['pipe_dir']} but no MPS control daemon listens at {control}{where}"
         fix = ("Start the daemon with the same CUDA_MPS_PIPE_DIRECTORY (nvidia-cuda-mps-control -d), or mount its "
                "pipe directory into the container; unset the variable if MPS is not wanted.")
@@ -409,7 +410,8 @@ def mps_thread_percentage_invalid(env: dict[str, str], pipe: Optional[dict[str, 
     value = parse_thread_percentage(raw)
     if value is None:
         return fail(f"CUDA_MPS_ACTIVE_THREAD_PERCENTAGE={raw!r} is not a percentage in (0, 100]",
-                    "Set a plain number such as 25 (no % sign), or unset it for the daemon's default (100).",
+                    "Set a plain number such as 25 (no % sign), or unset it to get the daemon's limit "
+                    "(100 unless set_default_active_thread_percentage lowered it).",
                     evidence, anchor="thread-percentage")
     if pipe is None:
         return skip(f"CUDA_MPS_ACTIVE_THREAD_PERCENTAGE={raw} is valid; whether MPS runs was not examined", evidence)
