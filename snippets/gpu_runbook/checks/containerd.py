@@ -18,7 +18,7 @@ from gpu_runbook.snapshot import Snapshot
 
 DROP_IN_DIRS = ("/etc/containerd/conf.d/", "/etc/containerd/config.d/")
 # nvidia-ctk reads and writes version 3 configs from 1.17.4 (CHANGELOG "Add support for containerd version 3
-# config", PR #862); 1.17.3 and earlier stop with "unsupported config version: 3".
+# config"); 1.17.3 and earlier stop with "unsupported config version: 3".
 CTK_READS_V3 = boundary("toolkit-containerd-v3-since", "toolkit", "1.17.4")
 # From 1.20.0 nvidia-ctk sets runtime_type = "io.containerd.runc.v2" when the runc entry it copies has none
 # (commit fcc99fd4, NVIDIA/nvidia-container-toolkit#1956).
@@ -81,8 +81,8 @@ def containerd_runtime_entry_unusable(engines: dict[str, Any],
 
     ## References
     NVIDIA/nvidia-container-toolkit pkg/config/engine/containerd/containerd.go (criRuntimePluginName) at
-    v1.20.0, PR #862 (version 3 support, 1.17.4), #803, #1956 and commit fcc99fd4 (runtime_type default, 1.20.0);
-    containerd docs/PLUGINS.md at v2.0.0.
+    v1.20.0 and v1.17.3 ("unsupported config version"), CHANGELOG v1.17.4 (version 3 support), #1956 and commit
+    fcc99fd4 (runtime_type default, 1.20.0); containerd docs/PLUGINS.md at v2.0.0.
     """
     ctk = (versions or {}).get("nvidia-ctk")
     ctk_parts = version_tuple(ctk or "")

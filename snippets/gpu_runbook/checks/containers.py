@@ -460,11 +460,11 @@ def _nvml_names(nvml: Optional[dict[str, Any]]) -> list[str]:
 # ---------------------------------------------------------------------------------------------------
 
 # --8<-- [start:toolkit-installed]
-# The newest toolkit release that fixed a published container escape: CVE-2025-23266 ("NVIDIAScape")
-# affects 1.17.7 and earlier (NVIDIA security bulletin 5659; the hooks' environment fix is in v1.17.8).
+# The toolkit release that fixed CVE-2025-23266 ("NVIDIAScape", a container escape through the hooks'
+# environment), which affects 1.17.7 and earlier (NVIDIA security bulletin 5659; fixed in v1.17.8).
 TOOLKIT_FIXED_VERSION = boundary("gpu-not-visible.toolkit-cve-2025-23266-fixed", "toolkit", "1.17.8")
 # In jit-cdi mode (the runtime's default from 1.18.0), 1.18.0 and 1.18.1 treat NVIDIA_VISIBLE_DEVICES=none
-# like "all" (NVIDIA/nvidia-container-toolkit#1555, fixed by #1562 in 1.18.2).
+# like "all" (fixed in 1.18.2 by NVIDIA/nvidia-container-toolkit#1562, whose description states the bug).
 VISIBLE_NONE_BUG = boundary("gpu-not-visible.visible-none-all-gpus-from", "toolkit", "1.18.0")
 VISIBLE_NONE_FIXED = boundary("gpu-not-visible.visible-none-all-gpus-fixed", "toolkit", "1.18.2")
 DOCKER_GPU_HOOK = "/usr/bin/nvidia-container-runtime-hook"
@@ -489,8 +489,8 @@ def toolkit_missing_or_outdated(  # noqa: PLR0917 (the registry passes each decl
         unreadable: Optional[dict[str, str]], cdi_hook: Optional[bool],
         config: Optional[dict[str, Any]]) -> Verdict:
     """A container engine is set up for the NVIDIA runtime but the toolkit is missing, incomplete,
-    mixed-version, older than the release that fixed the last published container escape, or a
-    1.18.0/1.18.1 release that gives every GPU to containers that ask for none.
+    mixed-version, older than 1.17.8 (the release that fixed the CVE-2025-23266 container escape), or a
+    1.18.0/1.18.1 release that, in jit-cdi mode, gives every GPU to containers that ask for none.
 
     ## Why it matters
     Docker's `--gpus` needs `nvidia-container-runtime-hook` (or, on Docker 29.2.0 and later (moby#50228),
@@ -504,7 +504,8 @@ def toolkit_missing_or_outdated(  # noqa: PLR0917 (the registry passes each decl
 
     ## References
     NVIDIA Container Toolkit install guide and release notes (1.18.2); NVIDIA/nvidia-container-toolkit
-    #1555 and #1208 (CVE-2025-23266); moby/moby#50228.
+    #1562 (NVIDIA_VISIBLE_DEVICES=none in jit-cdi mode); NVIDIA security bulletin 5659 (CVE-2025-23266);
+    moby/moby#50228.
     """
     referenced = {f"{engine}:{name}": rt.get("binary") for engine, entry in engines.items()
                   for name, rt in entry["runtimes"].items() if _is_nvidia_runtime(name, rt)}
@@ -1087,21 +1088,23 @@ def cdi_hook_programs_fact(snapshot: Snapshot) -> dict[str, dict[str, Any]]:
        facts=("cdi_specs", "cdi_hook_programs"))
 def cdi_hook_program_missing(specs: dict[str, dict[str, Any]], programs: dict[str, dict[str, Any]]) -> Verdict:
     """A CDI spec in effect names a hook program (nvidia-cdi-hook, nvidia-ctk) that does not exist on this
-    host, so every container given a device from it fails at creation with
-    "error running createContainer hook #0: fork/exec <path>: no such file or directory".
+    host, so every container given a device from it fails at creation (runc reports the hook by number,
+    e.g. "error running createContainer hook #0: fork/exec <path>: no such file or directory").
 
     ## Why it matters
-    The runtime runs a spec's createContainer hooks from the host's namespace while it creates the
-    container. The path is whatever the generator wrote: /usr/bin for the packages, the GPU Operator's
-    /usr/local/nvidia/toolkit, or another host's layout when a spec is copied or the toolkit was removed.
+    The runtime resolves the path of a spec's createContainer hooks on the host (the runtime namespace)
+    while it creates the container. The path is whatever the generator wrote: /usr/bin for the packages,
+    the GPU Operator's /usr/local/nvidia/toolkit, or another host's layout when a spec is copied or the
+    toolkit was removed.
 
     ## Evidence
     The hook paths of the NVIDIA specs in /etc/cdi and /var/run/cdi (the ones devices resolve from), and
     lstat of each path the probe examines (the toolkit's usual install directories).
 
     ## References
-    CDI specification (hooks); OCI runtime spec config.md (createContainer hooks run in the runtime
-    namespace); NVIDIA Container Toolkit internal/discover/hooks.go; siderolabs/talos#13021.
+    CDI specification (hooks); OCI runtime spec config.md (a createContainer hook's path resolves in the
+    runtime namespace; the hook runs in the container namespace); NVIDIA Container Toolkit
+    internal/discover/hooks.go; siderolabs/talos#13021.
     """
     _, effective, _, _ = nvidia_cdi_specs(specs)
     wanted: dict[str, list[str]] = {}  # hook program -> the specs in effect that run it
@@ -1192,8 +1195,8 @@ def cdi_refresh_ordering_cycle(order: dict[str, Any]) -> Verdict:
         verb = "starts" if len(ordered) == 1 else "start"
         return ok(f"{', '.join(ordered)} {verb} after {CDI_REFRESH_UNIT}, without a cycle", evidence)
     if engines:
-        return skip(f"no engine is ordered after {CDI_REFRESH_UNIT}: containers restored at boot that name CDI "
-                    "devices may start before the spec is written (see the page when that happens)", evidence)
+        return skip(f"no engine unit lists {CDI_REFRESH_UNIT} in After=: containers restored at boot that name "
+                    "CDI devices may start before the spec is written (see the page when that happens)", evidence)
     return skip("no docker, containerd or crio unit found here", evidence)
 # --8<-- [end:cdi-refresh-order]
 
@@ -1233,7 +1236,7 @@ def container_gpus_not_visible(in_container: bool, env: dict[str, str], nvml: Op
 
     ## References
     NVIDIA Container Toolkit, "Specialized Configurations with Docker" (GPU Enumeration); toolkit README;
-    NVIDIA/nvidia-container-toolkit#1555.
+    NVIDIA/nvidia-container-toolkit#1562.
     """
     if not in_container:
         return skip("not inside a container")
@@ -1292,8 +1295,11 @@ def container_capabilities_missing(in_container: bool, env: dict[str, str]) -> V
     (no nvidia-smi / libnvidia-ml), or names a capability the toolkit does not know.
 
     ## Why it matters
-    The runtime mounts only the driver libraries of the listed capabilities; CUDA programs then fail
-    with `libcuda.so.1: cannot open shared object file` or `no CUDA-capable device is detected`.
+    Where the toolkit picks libraries by capability (the legacy hook behind Docker `--gpus`, and the runtime
+    in legacy mode), only the driver libraries of the listed capabilities are mounted; without `compute`,
+    CUDA programs then fail with `libcuda.so.1: cannot open shared object file` (PyTorch: `Found no NVIDIA
+    driver on your system`). A CDI spec, and so jit-cdi mode (the runtime's default from 1.18.0), mounts the
+    driver libraries whatever this variable says.
 
     ## Evidence
     NVIDIA_DRIVER_CAPABILITIES and NVIDIA_VISIBLE_DEVICES of the collecting process.
@@ -1315,14 +1321,16 @@ def container_capabilities_missing(in_container: bool, env: dict[str, str]) -> V
     evidence = {"NVIDIA_DRIVER_CAPABILITIES": raw, "effective": sorted(caps)}
     unknown_caps = sorted(caps - set(KNOWN_CAPABILITIES))
     if "all" not in caps and "compute" not in caps:
-        return fail(f"NVIDIA_DRIVER_CAPABILITIES={raw} has no compute: libcuda is not injected and CUDA "
-                    "cannot start", "Add compute (for example -e NVIDIA_DRIVER_CAPABILITIES=compute,utility).",
+        return fail(f"NVIDIA_DRIVER_CAPABILITIES={raw} has no compute: where the toolkit picks libraries by "
+                    "capability (legacy hook, Docker --gpus) libcuda is not injected and CUDA cannot start",
+                    "Add compute (for example -e NVIDIA_DRIVER_CAPABILITIES=compute,utility).",
                     evidence, anchor="driver-capabilities")
     if unknown_caps:
         return warn(f"unknown driver capabilities {unknown_caps} in NVIDIA_DRIVER_CAPABILITIES={raw}",
                     f"Use only {', '.join(KNOWN_CAPABILITIES)}.", evidence, anchor="driver-capabilities")
     if "all" not in caps and "utility" not in caps:
-        return warn(f"NVIDIA_DRIVER_CAPABILITIES={raw} has no utility: nvidia-smi and NVML are not injected",
+        return warn(f"NVIDIA_DRIVER_CAPABILITIES={raw} has no utility: where the toolkit picks libraries by "
+                    "capability (legacy hook, Docker --gpus) nvidia-smi and NVML are not injected",
                     "Add utility if monitoring or nvidia-smi must work in the container.", evidence,
                     anchor="driver-capabilities")
     return ok(f"driver capabilities {','.join(sorted(caps))}", evidence)
