@@ -441,3 +441,22 @@ def test_lxc_library_mismatch_is_fixed_in_the_container_not_by_a_reboot(lxc: boo
         assert finding.url.endswith("#system-container") is lxc, finding
         assert ("--no-kernel-modules" in finding.fix) is lxc, finding.fix
         assert ("reboot" in finding.fix.lower()) is not lxc, finding.fix
+
+
+@pytest.mark.parametrize("line", [
+    "Unable to determine the device handle for GPU 0000:0B:00.0: Unknown Error",
+    "Unable to determine the device handle for GPU0000:07:00.0: Unknown Error",
+    "Unable to determine the device handle for GPU0: 0000:01:00.0: Unknown Error",
+])
+def test_every_form_of_nvidia_smis_handle_error_is_a_lost_gpu(line: str) -> None:
+    """nvidia-smi's per-GPU handle error, in each spelling seen in reports, fails gpu-lost and names the bus id."""
+    from gpu_runbook.registry import run_checks
+    from gpu_runbook.snapshot import Snapshot
+
+    data = copy.deepcopy(load_scenario(SCENARIO_DIR / "recovery" / "broken-gpu-lost-unknown-error.json")["snapshot"])
+    runs = [c for c in data["commands"].values() if "device handle" in c.get("stdout", "")]
+    assert runs, "the scenario's nvidia-smi output changed"
+    for command in runs:
+        command["stdout"] = line + "\n"
+    finding = run_checks(Snapshot(data), only=["gpu-lost"])[0]
+    assert finding.status == Status.FAIL and ":00.0: Unknown Error" in finding.summary, finding.summary

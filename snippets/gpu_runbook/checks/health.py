@@ -53,13 +53,15 @@ def _is_gpu_tool(command: CommandFact, name: str) -> bool:
 
 @check("gpu-tools-hung", title="GPU tools answer", page="recovery", facts=("probe_runs",))
 def gpu_tools_hang(runs: dict[str, Any]) -> Verdict:
-    """nvidia-smi, nvidia-container-cli or NVML did not answer within its timeout: the driver is hung.
+    """nvidia-smi, another NVIDIA tool or NVML did not answer within its timeout, or a read of the driver's
+    files never returned: the driver is hung.
 
     ## Why it matters
-    A healthy driver answers nvidia-smi in well under a second. When it does not, the GPU or the
-    driver is stuck (often after an Xid error): every CUDA program, monitoring agent and container
-    start on the node will hang the same way, and the processes cannot be killed. The hang itself is
-    the diagnosis; the node needs draining and a GPU reset or reboot, not more queries.
+    A healthy driver answers nvidia-smi within seconds, well inside the probe's timeout. When it does
+    not, the GPU or the driver is stuck (often after an Xid error): CUDA programs, monitoring agents and
+    container starts on the node are likely to hang the same way, and a process stuck in the kernel does
+    not die even on SIGKILL. The hang itself is the diagnosis; the node needs draining and a GPU reset
+    or reboot, not more queries.
 
     ## Evidence
     The probes' own record of every command and of the NVML child: timed out (killed), skipped
@@ -67,7 +69,7 @@ def gpu_tools_hang(runs: dict[str, Any]) -> Verdict:
     file whose read never returned (a read of /proc/driver/nvidia blocks only when the driver does).
 
     ## References
-    NVIDIA/gpu-monitoring-tools issue #46 (nvidia-smi stuck in D state on a hung GPU);
+    leptonai/gpud pull request #117 (after an Xid 45, nvidia-smi stuck in D state and never returning);
     NVIDIA GPU Debug Guidelines: https://docs.nvidia.com/deploy/gpu-debug-guidelines/index.html
     """
     commands: dict[str, CommandFact] = runs["commands"]
@@ -115,9 +117,10 @@ def gpu_tools_hang(runs: dict[str, Any]) -> Verdict:
 
 # --8<-- [start:gpu-lost]
 # What nvidia-smi prints per GPU when NVML cannot get a handle, e.g.
-# "Unable to determine the device handle for GPU 0000:02:00.0: GPU is lost.  Reboot the system to recover this GPU"
-HANDLE_ERROR = re.compile(r"Unable to determine the device handle for GPU ?([0-9A-Fa-f]+:[0-9A-Fa-f]+:[0-9A-Fa-f.]+)"
-                          r": ([^\n]*)")
+# "Unable to determine the device handle for GPU 0000:02:00.0: GPU is lost.  Reboot the system to recover this GPU";
+# releases differ in the space after "GPU", and pastes also show an index before the bus id ("GPU0: 0000:...").
+HANDLE_ERROR = re.compile(r"Unable to determine the device handle for (?:GPU|gpu) ?(?:\d+: )?"
+                          r"([0-9A-Fa-f]+:[0-9A-Fa-f]+:[0-9A-Fa-f.]+): ([^\n]*)")
 LOST_ERRORS = {"NVMLError_GpuIsLost": "gpu-lost", "NVMLError_ResetRequired": "reset"}
 
 
@@ -150,9 +153,11 @@ def gpu_lost_or_reset_required(runs: dict[str, Any]) -> Verdict:
     """A GPU has fallen off the bus ("GPU is lost") or needs a reset before it can be used again.
 
     ## Why it matters
-    NVML answers GPU_IS_LOST when the GPU stopped responding on PCIe (Xid 79) and RESET_REQUIRED
-    after errors it cannot recover from in place. Jobs scheduled on that GPU fail; only a GPU reset
-    or a reboot brings it back, and that needs the node drained first.
+    NVML answers GPU_IS_LOST when the GPU fell off the bus or otherwise became inaccessible (the kernel
+    logs Xid 79) and RESET_REQUIRED when the GPU needs a reset before it can be used again. Jobs
+    scheduled on that GPU fail. A GPU reset can clear RESET_REQUIRED; a lost GPU needs a reboot, and one
+    that is lost again after a cold boot needs reseating or replacing. Either way the node is drained
+    first.
 
     ## Evidence
     NVML's error class for nvmlInit and for each device query; nvidia-smi's
@@ -178,8 +183,8 @@ def gpu_lost_or_reset_required(runs: dict[str, Any]) -> Verdict:
     if problems:
         anchor = "gpu-lost" if "gpu-lost" in anchors else "reset"
         return fail(f"{len(problems)} GPU error(s) that need a reset or reboot: {'; '.join(problems[:4])}",
-                    "Cordon and drain the node, then reset the GPU (nvidia-smi -r -i <id>) or reboot; "
-                    "if it comes back lost, reseat or replace it.",
+                    "Cordon and drain the node, then reset the GPU (nvidia-smi -r -i <id>; this fails on a GPU "
+                    "that fell off the bus) or reboot; if it comes back lost, reseat or replace it.",
                     evidence, anchor=anchor)
     nvml_ok = bool(nvml) and _nvml_error(nvml) is None and isinstance(nvml.get("devices"), list)
     if not nvml_ok and not smi_answered:
