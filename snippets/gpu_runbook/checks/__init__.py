@@ -12,5 +12,6 @@ from gpu_runbook.checks import (  # noqa: F401
     kubernetes,
     operator,
     pcie,
+    services,
     sharing,
 )

@@ -48,7 +48,8 @@ NVML_ERROR_PAGES: dict[str, tuple[str, str, str]] = {
         "nvml-unknown-error", "causes",
         "The container lost access to the GPU device nodes: recreate it, then stop the cause (GPUs injected by "
         "the legacy hook, Docker --gpus or legacy mode, lose access on a daemon-reload, docker update or the "
-        "kubelet's static CPU manager; CDI and jit-cdi injection keep it with runc 1.1.7+; or no-cgroups = true)."),
+        "kubelet's static CPU manager; CDI and jit-cdi injection keep it, on runc 1.1.3 to 1.1.6 or systemd "
+        "older than 240 only with /dev/char links; or no-cgroups = true on a rootful engine)."),
     "NVMLError_DriverNotLoaded": (
         "kernel-modules", "driver-not-loaded",
         "Load the driver (modprobe nvidia) and find out why it is not loaded at boot."),
@@ -96,11 +97,13 @@ SYSTEM_CONTAINER_NVML_PAGES: dict[str, tuple[str, str, str]] = {
        optional=("pci_functions", "in_container", "system_container"))
 def nvml_init_fails(nvml: dict[str, Any], pci: Optional[list[dict[str, Any]]] = None,
                     in_container: Optional[bool] = None, system_container: Optional[str] = None) -> Verdict:
-    """NVML cannot start (nvmlInit fails), so nvidia-smi, CUDA and every monitoring tool fail too.
+    """NVML cannot start (nvmlInit fails), so nvidia-smi and the NVML-based tools (DCGM, the device plugin) fail.
 
     ## Why it matters
-    Every NVIDIA tool starts with nvmlInit; its error code names the broken layer: no driver,
-    no library, a library/module version mismatch, or a container that lost its devices.
+    nvidia-smi and the monitoring stack start with nvmlInit, and its error code names the broken layer:
+    no driver, no library, a library/module version mismatch, or a container that lost its devices.
+    CUDA does not use NVML, but it fails too when the cause is below the library (no driver, a
+    mismatch, blocked device nodes).
 
     ## Evidence
     The NVML section of the snapshot: nvmlInit's exception class and code, driver version, GPU count.
@@ -902,7 +905,8 @@ def toolkit_config_broken(
                    f"need; a rootful engine then fails with Failed to initialize NVML: Unknown Error ({who}{both}); "
                    f"{scope_words}")
         fix = ("For a rootful engine set no-cgroups = false (nvidia-ctk config --set "
-               "nvidia-container-cli.no-cgroups=false --in-place) and restart it.")
+               "nvidia-container-cli.no-cgroups=false --in-place) and recreate its GPU containers "
+               "(config.toml is read at each container start).")
         return warn(summary, fix, evidence, page="nvml-unknown-error", anchor="no-cgroups")
     unread = _unreadable_among(unreadable, *looked_at)
     if unread:

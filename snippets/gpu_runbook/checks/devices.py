@@ -742,7 +742,8 @@ LOAD_CAUSES = {
     "open-module-pre-turing": (
         "the open kernel module does not support a GPU here (no GSP: older than Turing)", "open-module-pre-turing",
         "Install the proprietary kernel module flavour of the driver (open is the default since 560; Maxwell, "
-        "Pascal and Volta need the proprietary one), then reboot."),
+        "Pascal and Volta need the proprietary one, of a 580-branch driver: later branches support neither "
+        "flavour on them), then reboot."),
     "another-driver": (
         "another driver owns the GPU (the probe routine was not called)", "nouveau",
         "Find the driver in use (lspci -k -d 10de:), blacklist it (nouveau) or unbind it, rebuild the initramfs "
@@ -778,7 +779,7 @@ def kernel_modules_not_loaded(  # noqa: PLR0917 (the registry passes each declar
     /proc/modules (name, state, taint flags), the nvidia-smi output, the NVRM lines of the kernel log.
 
     ## References
-    NVIDIA driver README, "Installing the NVIDIA Driver" and "nvidia-modprobe"; NVIDIA driver installation
+    NVIDIA driver README, "Installing the NVIDIA Driver"; nvidia-modprobe(1); NVIDIA driver installation
     guide, "Kernel Modules"; open-gpu-kernel-modules src/nvidia/arch/nvalloc/unix/src/osapi.c.
     """
     nvidia_like = {name: info for name, info in modules.items() if name.startswith("nvidia")}
@@ -854,8 +855,9 @@ def nouveau_holds_gpu(modules: dict[str, dict[str, object]], confs: dict[str, st
 
     ## Why it matters
     Two drivers cannot own one PCI device. When nouveau binds first, nvidia logs "NVRM: The NVIDIA probe
-    routine was not called for N device(s)" and every NVIDIA tool fails. The NVIDIA packages blacklist
-    nouveau in modprobe.d; the blacklist must also be in the initramfs, which loads nouveau early.
+    routine was not called for N device(s)" and every NVIDIA tool fails. nvidia-installer offers to write
+    modprobe.d files that disable nouveau; the blacklist must also be in the initramfs, which loads nouveau
+    early.
 
     ## Evidence
     /proc/modules; blacklist, install and alias lines in modprobe.d; /proc/cmdline.
@@ -968,8 +970,8 @@ def secure_boot_rejects_module(modules: dict[str, dict[str, object]], secure_boo
     The SecureBoot EFI variable (or `mokutil --sb-state`), /proc/modules, the kernel log.
 
     ## References
-    NVIDIA driver installation guide, "Secure Boot"; kernel docs admin-guide/module-signing; Linux
-    kernel/module/signing.c (module_sig_check).
+    Kernel docs admin-guide/module-signing; Linux kernel/module/signing.c (module_sig_check) and
+    security/lockdown/lockdown.c.
     """
     nvidia = modules.get("nvidia")
     evidence: dict[str, Any] = {"secure_boot": secure_boot, "nvidia_loaded": nvidia is not None,

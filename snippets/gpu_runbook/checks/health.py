@@ -202,9 +202,11 @@ def row_remapping_pending_or_failed(nvml: dict[str, Any]) -> Verdict:
     ## Why it matters
     On Ampere and newer GPUs an uncorrectable memory error marks the bad row for remapping; the spare
     row is used only after the next GPU reset. Until then NVIDIA says unaffected applications keep running
-    and new work can be launched (error containment and dynamic page offlining cover the bad row), so a
-    pending remap is a reset to schedule, not an outage and not NVML's RESET_REQUIRED state. A remapping
-    *failure* means the bank ran out of spare rows: NVIDIA's RMA policy applies and the GPU should leave
+    and new work can be launched (error containment and dynamic page offlining cover the bad row; NVIDIA
+    lists those for GA100 and GH100, not for GA10x or Ada), so a pending remap is a reset to schedule, not
+    an outage and not NVML's RESET_REQUIRED state. A remapping *failure* flag is set when a remap could not
+    be done (a bank that already has eight uncorrectable remaps, a row remapped before, or 512 in all):
+    NVIDIA's RMA policy applies once its field diagnostic validates the flag, and the GPU should leave
     service.
 
     ## Evidence
@@ -240,7 +242,7 @@ def row_remapping_pending_or_failed(nvml: dict[str, Any]) -> Verdict:
     evidence = {"failed": failed, "pending": pending, "unreadable": unreadable, "unsupported": unsupported,
                 "clean": clean}
     if failed:
-        return fail(f"row remapping failed on {', '.join(failed)} (expected no failure): no spare rows left",
+        return fail(f"row remapping failed on {', '.join(failed)} (expected no failure): a row could not be remapped",
                     "Drain the node and take the GPU out of service; NVIDIA's RMA policy applies once its field "
                     "diagnostic validates the failure (collect `nvidia-bug-report.sh`).", evidence,
                     anchor="row-remapping")

@@ -240,7 +240,7 @@ def time_slicing_not_renamed(checkpoint: dict[str, list[str]], labels: Optional[
 
     ## Why it matters
     With time-slicing every GPU is advertised `replicas` times. Replicas share the GPU's memory and fault
-    domain: one pod can take all memory, and one crash takes the others' contexts with it. Under the name
+    domain: one pod can take all memory, and a GPU error that needs a reset ends every pod's work. Under the name
     nvidia.com/gpu nothing tells the workload owner; `renameByDefault: true` advertises them as
     nvidia.com/gpu.shared so only pods that ask for a shared GPU get one.
 
@@ -248,8 +248,10 @@ def time_slicing_not_renamed(checkpoint: dict[str, list[str]], labels: Optional[
     nodeSelectors on the plain product name stop matching the node.
 
     ## Evidence
-    RegisteredDevices in the kubelet's checkpoint: replica IDs look like GPU-<uuid>::<n>; GFD's
-    nvidia.com/gpu.sharing-strategy and nvidia.com/gpu.product labels when its label file is there.
+    RegisteredDevices in the kubelet's checkpoint: replica IDs look like GPU-<uuid>::<n> (MPS replicas too);
+    GFD's nvidia.com/gpu.sharing-strategy and nvidia.com/gpu.product labels when its label file is there
+    (GFD v0.19.0 and later write them to the NodeFeature API instead by default). Without the
+    sharing-strategy label the check cannot tell MPS replicas from time-sliced ones, and says so.
 
     ## References
     NVIDIA/k8s-device-plugin README, "Shared Access to GPUs" (renameByDefault, failRequestsGreaterThanOne);
@@ -281,8 +283,11 @@ def time_slicing_not_renamed(checkpoint: dict[str, list[str]], labels: Optional[
         # GFD (internal/lm/resource.go) appends "-SHARED" to the product of a shared resource that is not renamed.
         relabelled = (f"; GFD relabelled nvidia.com/gpu.product={product[:80]}, so nodeSelectors on the plain "
                       "product name no longer match") if product and product.endswith("-SHARED") else ""
-        return warn(f"time-sliced GPU replicas advertised as {', '.join(plain)} ({counts} per GPU): pods that "
-                    "request a GPU get a shared one without memory or fault isolation (expected "
+        # Without GFD's sharing-strategy label, MPS replicas (same ::<n> IDs) look the same as time-sliced ones.
+        kind = ("time-sliced GPU replicas" if strategy == "time-slicing" else
+                "shared GPU replicas (time-slicing, or MPS: no GFD sharing-strategy label says which)")
+        return warn(f"{kind} advertised as {', '.join(plain)} ({counts} per GPU): pods that request a GPU get a "
+                    "shared one, with time-slicing without memory or fault isolation (expected "
                     f"<resource>.shared with renameByDefault: true){relabelled}",
                     "Set sharing.timeSlicing.renameByDefault: true (and failRequestsGreaterThanOne: true) in the "
                     "plugin config, or keep shared GPUs on labelled node pools that only tolerant workloads use.",
@@ -634,10 +639,11 @@ def _xid_summary(events: list[XidEvent]) -> str:
 @check("xid-errors", title="No GPU Xid errors that need action in the kernel log", page="health-monitoring",
        facts=("kernel_log",))
 def xid_errors(dmesg: CommandFact) -> Verdict:
-    """The kernel log holds NVRM Xid errors since boot: fail for those after which NVIDIA's Xid catalog says
-    the GPU needs a reset or reboot (79 fallen off the bus, 48/95 uncorrectable ECC, 119/120 GSP, 154 naming a
-    recovery action, a Blackwell NVLink5 Xid 144-150 marked Fatal, ...), warn for those that end an application
-    (13, 31, 94, ...), follow another error (45) or report a Nonfatal NVLink5 event.
+    """The kernel log holds NVRM Xid errors since boot: fail for those after which the GPU needs a reset or
+    reboot (codes such as 79 fallen off the bus, 48/95 uncorrectable ECC and 119/120 GSP, which NVIDIA's Xid
+    catalog resolves as RESET_GPU or RESTART_BM or with its Xid 48 and NVLink workflows; an Xid 154 naming a
+    recovery action other than None; a Blackwell NVLink5 Xid 144-150 marked Fatal), warn for those that end
+    an application (13, 31, 94, ...), follow another error (45) or report a Nonfatal NVLink5 event.
 
     ## Why it matters
     An Xid is the driver's report of a GPU error. Application-level ones (a page fault, an engine

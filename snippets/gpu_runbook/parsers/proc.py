@@ -301,7 +301,7 @@ MODULE_LOAD_CAUSES = (
     # module signature enforcement (kernel/module/signing.c) or lockdown (security/lockdown/lockdown.c)
     ("secure-boot", re.compile(r"[Ll]oading of (?:unsigned module|module with unavailable key) is rejected"
                                r"|unsigned module loading is restricted")),
-    # the open module's GSP firmware of its own version is missing; kernel-open/nvidia/nv.c
+    # the open module's GSP firmware of its own version is missing; src/nvidia/arch/nvalloc/unix/src/osinit.c
     ("gsp-firmware", re.compile(r"RmFetchGspRmImages: No firmware image found")),
 )
 

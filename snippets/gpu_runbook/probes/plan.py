@@ -93,6 +93,17 @@ FILES: tuple[str, ...] = (
     "/usr/lib/systemd/system/nvidia-cdi-refresh.service",  # toolkit 1.18.0+: regenerates /var/run/cdi/nvidia.yaml
     "/lib/systemd/system/nvidia-cdi-refresh.service",
     "/usr/lib/systemd/system/*.service.d/*.conf",
+    # packaged units of GPU programs run as services (checks/services.py: a sandbox that hides the GPU)
+    "/usr/lib/systemd/system/ollama*.service",
+    "/usr/lib/systemd/system/jellyfin*.service",
+    "/usr/lib/systemd/system/plexmediaserver*.service",
+    "/usr/lib/systemd/system/emby-server*.service",
+    "/usr/lib/systemd/system/jupyterhub*.service",
+    "/lib/systemd/system/ollama*.service",
+    "/lib/systemd/system/jellyfin*.service",
+    "/lib/systemd/system/plexmediaserver*.service",
+    "/lib/systemd/system/emby-server*.service",
+    "/lib/systemd/system/*.service.d/*.conf",
     "/var/lib/rancher/rke2/agent/etc/containerd/config.toml",
     "/var/lib/rancher/rke2/agent/etc/containerd/config*.toml.tmpl",
     "/var/lib/rancher/k3s/agent/etc/containerd/config.toml",
