@@ -308,6 +308,9 @@ def test_xid_154_back_to_none_is_not_a_reset() -> None:
 @pytest.mark.parametrize("lines, expected", [
     # NVIDIA's Xid catalog: 43 and 92 resolve as IGNORE (immediate action), 13 and 31 as RESTART_APP,
     # 46, 62, 109, 140 and 143 as RESET_GPU, 79 as RESTART_BM.
+    # Above 150 (catalog and NVSentinel's xiderrorsmapping.csv agree): 155, 156 and 158 are RESET_GPU, 151 is
+    # RESTART_VM, 157 and 161 are IGNORE, 159 is CHECK_UVM. 160 is IGNORE in the catalog but RESTART_BM in the
+    # CSV: not filed, so it warns.
     (["43, pid=3012, name=python3, Ch 00000008"], Status.OK),
     (["92, High single-bit ECC error rate"], Status.OK),
     (["43, pid=3012, name=python3, Ch 00000008", "13, pid=3012, name=python3, Graphics Exception"], Status.WARN),
@@ -316,12 +319,29 @@ def test_xid_154_back_to_none_is_not_a_reset() -> None:
     (["109, pid=88, name=python, Ch 00000004, errorString CTX SWITCH TIMEOUT"], Status.FAIL),
     (["143, GPU Initialization Failure"], Status.FAIL),
     (["43, pid=1, name=x, Ch 1", "79, pid=0, GPU has fallen off the bus."], Status.FAIL),
+    (["155, NVLink SW defined error"], Status.FAIL),
+    (["156, Resource Retirement Event"], Status.FAIL),
+    (["157, Resource Retirement Failure", "161, Channel Retirement Failure"], Status.OK),
+    (["161, Channel Retirement Failure", "158, GPU Fatal Timeout"], Status.FAIL),
+    (["151, pid=40, name=python, Key rotation error"], Status.FAIL),
+    (["159, CHI Non-Data Error"], Status.WARN),
+    (["160, Channel Retirement Event"], Status.WARN),
 ])
 def test_xid_check_follows_the_catalogs_immediate_action(lines: list[str], expected: Status) -> None:
     data = scenario("health-monitoring", "fixed-no-xid")
     data["commands"]["dmesg"]["stdout"] += "".join(f"[9.{i}] NVRM: Xid (PCI:0000:01:00): {line}\n"
                                                    for i, line in enumerate(lines))
     assert verdicts(data)["xid-errors"] is expected
+
+
+def test_xid_158_after_an_ignored_retirement_fails_and_names_the_code() -> None:
+    # A newer RESET_GPU code (GPU_FATAL_TIMEOUT, nverror.h from 575.51.02) is not hidden by an IGNORE one next to it.
+    data = scenario("health-monitoring", "fixed-no-xid")
+    data["commands"]["dmesg"]["stdout"] += ("[9.1] NVRM: Xid (PCI:0000:41:00): 157, Resource Retirement Failure\n"
+                                            "[9.2] NVRM: Xid (PCI:0000:41:00): 158, GPU Fatal Timeout\n")
+    (finding,) = run_checks(Snapshot(data), only=["xid-errors"], strict=True)
+    assert finding.status is Status.FAIL, finding
+    assert "Xid 158 (GPU fatal timeout) on 0000:41:00" in finding.summary and "157" not in finding.summary
 
 
 def test_gfd_check_without_a_label_file_says_where_the_labels_are() -> None:

@@ -594,22 +594,35 @@ def _dict_get(value: Any, *keys: str) -> Any:
 # column, which NVIDIA's own health monitor ships as a table too (NVIDIA/NVSentinel, xiderrorsmapping.csv).
 # Codes whose immediate action is RESET_GPU or RESTART_BM (reboot), and the workflows that end in a reset
 # (48, WORKFLOW_XID_48; 74, WORKFLOW_NVLINK_ERR): the GPU must be drained and reset before new work.
+# Codes above 150 (names from the driver's nverror.h, with the first open-gpu-kernel-modules tag that has them):
+# 151 ROBUST_CHANNEL_KEY_ROTATION_ERROR (555.42.02; 550.76 to 550.163.01 number it 144) is RESTART_VM in both tables:
+# the confidential-computing VM that holds the GPU is restarted, so it fails like a reboot. 155
+# NVLINK_SW_DEFINED_ERROR (570.86.15), 156 RESOURCE_RETIREMENT_EVENT (535.247.01, 550.163.01, 570.123.07, 575
+# and later) and 158 GPU_FATAL_TIMEOUT (575.51.02) are RESET_GPU in both.
 XID_NEEDS_RESET = {
     46: "GPU stopped processing", 48: "double bit ECC error", 62: "internal micro-controller halt",
     64: "ECC page retirement or row remapper recording failure", 74: "NVLink error",
     79: "GPU has fallen off the bus", 95: "uncontained ECC error", 109: "context switch timeout",
     110: "security fault", 119: "GSP RPC timeout", 120: "GSP error", 136: "NVLink link training failure",
-    140: "unrecovered ECC error", 143: "GPU initialization failure",
+    140: "unrecovered ECC error", 143: "GPU initialization failure", 151: "key rotation error",
+    155: "NVLink SW defined error", 156: "resource retirement event", 158: "GPU fatal timeout",
 }
 # Immediate action IGNORE: the driver recovered by itself; a code that keeps repeating is still worth a support case.
 # Xid 63 is IGNORE there too, but its line asks for a reset to activate the remapped row: it stays a warning.
+# 152 and 153 (DLA errors in the catalog, RESERVED7_ERROR/RESERVED8_ERROR in nverror.h from 560.28.03), 157
+# RESOURCE_RETIREMENT_FAILURE and 161 CHANNEL_RETIREMENT_FAILURE (570.123.07) are IGNORE in both tables.
 XID_NO_ACTION = {
     14: "fake error (test)", 37: "unimplemented firmware method", 38: "watchdog timeout",
     43: "GPU stopped processing (channel reset)", 44: "graphics engine fault during context switch",
     66: "register access violation", 67: "verification violation", 92: "high single-bit ECC error rate",
     93: "InfoROM erase limit exceeded", 106: "SMBPBI test message", 107: "SMBPBI test message (silent)",
-    121: "C2C link error", 137: "NVLink FLA privilege error", 141: "fast path error",
+    121: "C2C link error", 137: "NVLink FLA privilege error", 141: "fast path error", 152: "DLA SMMU error",
+    153: "DLA timeout", 157: "resource retirement failure", 161: "channel retirement failure",
 }
+# Not filed, so they warn: 159 ROBUST_CHANNEL_CHI_NON_DATA_ERROR (575.51.02) is CHECK_UVM in both tables; 160
+# CHANNEL_RETIREMENT_EVENT (570.123.07) is IGNORE in the catalog but RESTART_BM in the CSV; 162-172 have no
+# immediate action in the catalog (the CSV has only a nameless 162 row, RESET_GPU), and 173-176 (580.94.10 to
+# 595.44.02) are in neither table.
 # NVLink5 (Blackwell) errors, 144-150 (nverror.h NVLINK_SAW_ERROR .. NVLINK_MSE_ERROR, drivers 560 and later): the
 # catalog sends them all to a workflow of their own (WORKFLOW_NVLINK5_ERR). The driver says in each line whether
 # the event was Fatal or Nonfatal ("149, NETIR_LINK_EVT Fatal XC0 ...", "145, RLW_RXPIPE Nonfatal XC0 ..."):
@@ -623,7 +636,8 @@ XID_MEANING = {
     8: "GPU stopped processing", 13: "graphics engine exception", 31: "GPU memory page fault",
     45: "preemptive cleanup, due to previous errors",
     63: "ECC page retirement or row remapping recording event", 94: "contained ECC error",
-    154: "GPU recovery action changed", **XID_NO_ACTION, **XID_NEEDS_RESET, **XID_NVLINK5,
+    154: "GPU recovery action changed", 159: "CHI non-data error", 160: "channel retirement event",
+    **XID_NO_ACTION, **XID_NEEDS_RESET, **XID_NVLINK5,
 }
 
 
@@ -640,10 +654,11 @@ def _xid_summary(events: list[XidEvent]) -> str:
        facts=("kernel_log",))
 def xid_errors(dmesg: CommandFact) -> Verdict:
     """The kernel log holds NVRM Xid errors since boot: fail for those after which the GPU needs a reset or
-    reboot (codes such as 79 fallen off the bus, 48/95 uncorrectable ECC and 119/120 GSP, which NVIDIA's Xid
-    catalog resolves as RESET_GPU or RESTART_BM or with its Xid 48 and NVLink workflows; an Xid 154 naming a
-    recovery action other than None; a Blackwell NVLink5 Xid 144-150 marked Fatal), warn for those that end
-    an application (13, 31, 94, ...), follow another error (45) or report a Nonfatal NVLink5 event.
+    reboot (codes such as 79 fallen off the bus, 48/95 uncorrectable ECC, 119/120 GSP and 158 fatal timeout,
+    which NVIDIA's Xid catalog resolves as RESET_GPU, RESTART_BM or RESTART_VM or with its Xid 48 and NVLink
+    workflows; an Xid 154 naming a recovery action other than None; a Blackwell NVLink5 Xid 144-150 marked
+    Fatal), warn for those that end an application (13, 31, 94, ...), follow another error (45), report a
+    Nonfatal NVLink5 event, or have no immediate action in the catalog (162-172).
 
     ## Why it matters
     An Xid is the driver's report of a GPU error. Application-level ones (a page fault, an engine
