@@ -328,8 +328,9 @@ def device_nodes_missing_or_denied(  # noqa: PLR0917 (the registry passes each d
                     f"created {it} ({it} exist{'' if len(made) > 1 else 's'} now; a process without root, "
                     "without CAP_MKNOD and without a setuid nvidia-modprobe, as in a container, would have "
                     "failed)",
-                    fix_missing + " Make it last: create them at boot (nvidia-persistenced, or nvidia-modprobe "
-                    "in a unit) or have the runtime inject them.", evidence, anchor="missing-nodes")
+                    fix_missing + " Make it last: create them at boot (nvidia-modprobe in a unit, or the "
+                    "driver package's udev rule) or have the runtime inject them.", evidence,
+                    anchor="missing-nodes")
     if missing:
         return fail("; ".join(missing), fix_missing, evidence, anchor="missing-nodes")
     if denied:
@@ -365,9 +366,9 @@ def device_node_modes_differ(params: dict[str, str], nodes: dict[str, dict[str, 
     (major 195, hard-coded) with DeviceFileUID, DeviceFileGID and DeviceFileMode (default 0, 0, 0666). The
     nvidia-uvm nodes get the major /proc/devices lists and, from upstream nvidia-modprobe, 0666 root:root: those
     parameters do not govern them (Gentoo patches nvidia-modprobe so that they do). A mode written without its
-    leading 0 (NVreg_DeviceFileMode=660) is read as decimal and gives
-    nonsense bits such as c-w--wx-wT; nodes that differ were changed by a udev rule or chmod, and
-    nvidia-modprobe puts its own mode back the next time it creates or repairs them.
+    leading 0 (NVreg_DeviceFileMode=660) is read as decimal and gives nonsense bits (c-w--w-r-T for 660,
+    c-w--wx-wT for 666); nodes that differ were changed by a udev rule or chmod, and nvidia-modprobe puts its
+    own mode back the next time it creates or repairs them.
 
     ## Evidence
     /proc/driver/nvidia/params and lstat of /dev/nvidiactl, /dev/nvidiaN, /dev/nvidia-modeset and
@@ -1052,11 +1053,11 @@ def driver_library_mismatch(  # noqa: PLR0917 (the registry passes each declared
     /proc/driver/nvidia/version, the libnvidia-ml.so.<version> files and where libnvidia-ml.so.1 points,
     nvmlInit's error, the nvidia-smi output, and the kernel's "NVRM: API mismatch" reports in either form
     (drivers before 575: "the client has the version X"; 575 and later: "the client '<name>' (pid N)").
-    In an LXC, Incus or LXD container (/run/systemd/container) the module is the host's, and the fix is the
-    container's own user-space driver, not a reboot.
+    In an LXC, Incus or LXD container (/run/systemd/container or $container) the module is the host's, and the
+    fix is the container's own user-space driver, not a reboot.
 
     ## References
-    NVML API reference (NVML_ERROR_LIB_RM_VERSION_MISMATCH); NVIDIA driver README, "Installing the Driver";
+    NVML API reference (NVML_ERROR_LIB_RM_VERSION_MISMATCH); NVIDIA driver README, "Installing the NVIDIA Driver";
     open-gpu-kernel-modules src/nvidia/arch/nvalloc/unix/src/osapi.c at 570.211.01 and 575.51.02.
     """
     versions = sorted({v for v in (library_version(p) for p in libs) if v})
@@ -1120,8 +1121,9 @@ def _mismatch_advice(in_container: Optional[bool], system_container: Optional[st
                 "at the host's version (the same runfile with --no-kernel-modules, or the packages of that "
                 "version), after every driver upgrade on the host."), "system-container"
     if in_container:
-        return ("Remove the driver libraries the image installs (libnvidia-ml, libcuda) so the toolkit's host "
-                "copies are used; rebuild the image."), "causes"
+        return ("If the image installs its own driver libraries (libnvidia-ml, libcuda), remove them so the "
+                "toolkit's host copies are used and rebuild the image; if only the host's copies are there, the "
+                "host's own module and libraries differ: fix the host (see Causes)."), "causes"
     return ("Reboot (or unload and reload the nvidia modules) so the kernel module matches the installed "
             "libraries."), "causes"
 # --8<-- [end:driver-library-mismatch]
