@@ -1739,7 +1739,8 @@ CLI_ERRORS: tuple[tuple[str, str, str], ...] = (
     ("insufficient permissions", "insufficient-permissions",
      "The user/group the tool runs as cannot open /dev/nvidia*: compare ls -l /dev/nvidia* with user = in "
      "config.toml (SUSE: root:video; VirtualGL setups restrict the nodes to vglusers)."),
-    ("ldcache error", "ldconfig", 'Set ldconfig = "@/sbin/ldconfig" in config.toml (valid on every distribution).'),
+    ("ldcache error", "ldconfig", 'Set ldconfig = "@/sbin/ldconfig" in config.toml (toolkit 1.15.0+ runs ldconfig.real '
+     "where it exists; before 1.15.0 name the path that exists on the host)."),
     ("driver rpc error", "driver-rpc",
      "The driver helper process failed: enable persistence mode (nvidia-persistenced), then check dmesg and the GPU."),
 )
@@ -1758,23 +1759,26 @@ def container_cli_cannot_initialise(  # noqa: PLR0917 (the registry passes each 
     ## Why it matters
     In legacy mode the hook runs the same code at each GPU container start; its error is the one the
     engine prints after `OCI runtime create failed`. Since toolkit 1.18.0 the nvidia runtime's default
-    mode is jit-cdi, which does not run nvidia-container-cli: only `docker run --gpus` without
-    `--runtime=nvidia` still goes through the hook (on Docker 29.2.0 and later only when no CDI spec
-    resolves the request), so there a failure here is a warning, not the cause of a failing pod.
+    mode is jit-cdi, which does not run nvidia-container-cli: the hook that `docker run --gpus` without
+    `--runtime=nvidia` adds (on Docker 29.2.0 and later only when no CDI spec resolves the request), an
+    OCI hook file (CRI-O's deprecated hook mode) and LXC's own nvidia hook still run it, so there a
+    failure here is a warning, not the cause of a failing pod.
 
     ## Evidence
     Exit status and output of `nvidia-container-cli info`, /proc/driver/nvidia/version, NVML's GPU count,
     the runtime mode in config.toml and the toolkit version.
 
     ## References
-    NVIDIA/libnvidia-container issues #231 and #103; NVIDIA/nvidia-container-toolkit issues #154, #556,
-    #1269; internal/info/auto.go and cmd/nvidia-container-runtime-hook/hook_config.go at v1.18.0.
+    NVIDIA/libnvidia-container src/driver.c and issue #103; NVIDIA/nvidia-container-toolkit issues #154,
+    #202, #1269; internal/info/auto.go and cmd/nvidia-container-runtime-hook/hook_config.go at v1.18.0.
     """
     if command.error == "not-found":
         return skip("nvidia-container-cli is not installed")
     if command.error == "timeout":
-        return fail("nvidia-container-cli info did not answer: the driver is hung",
-                    "Follow the recovery runbook (drain, then reset or reboot).", {"detail": command.detail},
+        return fail("nvidia-container-cli info did not answer in time: the driver is hung or slow to initialise "
+                    "the GPUs (persistence mode off)",
+                    "Check persistence mode (nvidia-persistenced); if the driver is hung, follow the recovery "
+                    "runbook (drain, then reset or reboot).", {"detail": command.detail},
                     page="recovery")
     if not command.ran:
         return unknown(f"nvidia-container-cli info could not run ({command.error}: {command.detail})")
@@ -1791,10 +1795,10 @@ def container_cli_cannot_initialise(  # noqa: PLR0917 (the registry passes each 
             f"nvidia-container-cli info exited {command.exit}: {message}"
         if mode in ("cdi", "jit-cdi", "csv"):
             # Not the cause of a failing container on the nvidia runtime: it does not run the tool in this mode.
-            who = ("only `docker run --gpus` without --runtime=nvidia (the legacy hook; on Docker 29.2.0+ only "
-                   "when no CDI spec resolves it) runs it; containers and pods on the nvidia runtime do not") \
+            who = ("the hook that `docker run --gpus` without --runtime=nvidia adds (on Docker 29.2.0+ only "
+                   "when no CDI spec resolves it) still runs it; containers and pods on the nvidia runtime do not") \
                 if not explicit else \
-                "neither the nvidia runtime nor its hook runs it in this mode"
+                "neither the nvidia runtime nor its hook runs it in this mode (unless skip-mode-detection is set)"
             return warn(f"{summary[:240]} ({mode_why}: {who})", fix, evidence, anchor=anchor)
         return fail(summary, fix, evidence, anchor=anchor)
     if driver and info["nvrm_version"] and info["nvrm_version"] != driver.version:
