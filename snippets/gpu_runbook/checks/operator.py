@@ -155,8 +155,9 @@ def gpu_operator_validation_missing(state: dict[str, Any], driver: Optional[Driv
 
 # nvmlBrandType_t values whose GPUs DCGM gives no profiling (DCP) metrics before Blackwell: GeForce (nvml.h
 # NVML_BRAND_GEFORCE = 5, NVML_BRAND_GEFORCE_RTX = 15). DCP needs a data-center-class (Tesla brand), Quadro RTX or
-# Titan RTX GPU of Volta or later (NVIDIA/dcgm-exporter#5, maintainer's answer); GeForce GPUs have it from
-# Blackwell (GeForce RTX 50xx) on (NVIDIA/DCGM#234, NVIDIA's answer).
+# Titan RTX GPU of Volta or later (NVIDIA/dcgm-exporter#5, maintainer's answer); GeForce cards before Blackwell lack
+# it (#294, maintainer: a hardware limitation; #404, RTX 4090); GeForce Blackwell (RTX 50xx) has it (#506: a user
+# finds the RTX 5090 supported).
 NO_DCP_BRANDS = {5: "GeForce", 15: "GeForce RTX"}
 NVML_ARCH_VOLTA = 5  # nvml.h NVML_DEVICE_ARCH_VOLTA; 0xffffffff (UNKNOWN) means newer than the bindings know
 NVML_ARCH_HOPPER = 9  # Hopper and later: DCGM reads DCP through NVML's GPM API, not the profiling module
@@ -201,8 +202,8 @@ def dcgm_profiling_unsupported(nvml: dict[str, Any]) -> Verdict:
     NVML's name, brand (nvmlDeviceGetBrand) and architecture (nvmlDeviceGetArchitecture) of every GPU.
 
     ## References
-    NVIDIA/dcgm-exporter#5 (maintainer: DCP on data-center Volta and newer, Quadro RTX, Titan RTX); NVIDIA/DCGM#234
-    (GeForce from Blackwell);
+    NVIDIA/dcgm-exporter#5 (maintainer: DCP on data-center Volta and newer, Quadro RTX, Titan RTX); #395 (maintainer:
+    Volta or newer, Tesla M60); #294 and #404 (maintainer, 2024: none on GeForce, RTX 3090 and 4090); #506 (RTX 5090);
     DCGM API reference, "Profiling" (profiling module up to Ampere, GPM from Hopper); nvml.h brand and
     architecture enums; NVIDIA/DCGM#193 (GeForce RTX 3090); NVIDIA/dcgm-exporter pkg/cmd/app.go at 4.5.3-4.8.2
     (queryDCPMetrics), #657 and pull request #736 (mixed-model nodes).
@@ -235,6 +236,6 @@ def dcgm_profiling_unsupported(nvml: dict[str, Any]) -> Verdict:
     hopper = all(isinstance(r["architecture"], int) and r["architecture"] >= NVML_ARCH_HOPPER for r in rows)
     return ok(f"all {len(rows)} GPU(s) ({', '.join(models)}) support DCGM profiling metrics"
               + (" (through NVML GPM, Hopper and later)" if hopper else "")
-              + "; a 'Profiling module returned an unrecoverable error' at start then points at another profiler "
-              "or host engine", evidence)
+              + "; a 'Profiling module returned an unrecoverable error' at start then more likely points at another "
+              "profiler or host engine holding the counters, or a first-start race", evidence)
 # --8<-- [end:dcgm-profiling-supported]
