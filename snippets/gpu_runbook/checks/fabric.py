@@ -177,7 +177,7 @@ def fabric_not_initialised(fabric: dict[str, Any], fm: dict[str, Any], pci: Opti
         if not switches and fabric["nvlink5_gpus"] and fabric["machine"] == "aarch64":
             return fail(f"{prefix}; no NVSwitch is managed from this node (an NVL72-class compute tray)",
                         "The fabric of GB200/GB300 NVL72 racks is managed from the NVLink switch trays: check the "
-                        "rack's NVLink management (NMX) and the switch trays' Fabric Manager.", evidence,
+                        "switch trays and the rack's NVLink management (NMX).", evidence,
                         anchor="nvl72")
         if fm["driver_container"] and not fm["unit"].get("ActiveState") == "active" and not waiting:
             # GPUs before Hopper (HGX A100) report no fabric state, and the container's Fabric Manager has no unit
@@ -195,13 +195,14 @@ def fabric_not_initialised(fabric: dict[str, Any], fm: dict[str, Any], pci: Opti
         if _nvlink5_baseboard(fabric) and not fabric["nvswitches"]:
             return fail(f"{prefix}; {state} on an NVLink5 system"
                         + (", which found no NVSwitch to manage (no NVLSM)" if "nothing-to-do" in reasons else ""),
-                        "Install nvidia-fabricmanager and the NVLink Subnet Manager (nvlsm) of the driver's version "
+                        "Install Fabric Manager of the driver's version and the NVLink Subnet Manager (nvlsm), "
                         "and start nvidia-fabricmanager.service, whose start script starts NVLSM first.", evidence,
                         anchor="nvlink5")
         unit = fm["unit"]
         if unit.get("LoadState") == "not-found" or (not unit and not fm["binary"] and fm["live"]):
-            return fail(f"{prefix}; {state}", "Install nvidia-fabricmanager of exactly the driver's version "
-                        "(on NVLink5 systems with nvlsm), enable and start it.", evidence, anchor="not-installed")
+            return fail(f"{prefix}; {state}", "Install the Fabric Manager package (nvidia-fabricmanager from "
+                        "branch 580 on, nvidia-fabricmanager-<branch> before) of exactly the driver's version (on "
+                        "NVLink5 systems with nvlsm), enable and start it.", evidence, anchor="not-installed")
         if unit.get("ActiveState") == "active" and not waiting:
             return ok(f"{len(switches)} NVSwitch(es) and {state}; NVML reports no fabric state (GPUs before "
                       "Hopper, or NVML not asked)", evidence)
@@ -230,16 +231,16 @@ def fabric_manager_version_mismatch(fabric: dict[str, Any], fm: dict[str, Any], 
     NVIDIA GPU driver interface version X don't match with driver version Y").
 
     ## Why it matters
-    nv-fabricmanager talks to the driver through an interface that changes with every driver release, so it
-    must be the driver's exact version, down to the last number. Package managers that upgrade the driver and
-    Fabric Manager from different repositories (or hold one of them) break this after an upgrade, and an
-    image may carry a Fabric Manager of another branch.
+    nv-fabricmanager compares its driver interface version with the loaded driver's and exits when they
+    differ, so it must be the driver's exact version, down to the last number. Package managers that upgrade
+    the driver and Fabric Manager from different repositories (or hold one of them) break this after an
+    upgrade, and an image may carry a Fabric Manager of another branch.
 
     ## Evidence
     `nv-fabricmanager --version`, /proc/driver/nvidia/version, the version-mismatch line in the unit's journal.
 
     ## References
-    NVIDIA Fabric Manager User Guide, "Installation"; NVIDIA/gpu-operator#544; NVIDIA/gpu-driver-container#735.
+    NVIDIA Fabric Manager User Guide; NVIDIA/gpu-operator#544; NVIDIA/gpu-driver-container#735.
     """
     mismatch = fm_mismatches(fm["journal"])
     evidence: dict[str, Any] = {"fabric_manager": fm["version"], "driver": driver.version if driver else None}
@@ -252,19 +253,20 @@ def fabric_manager_version_mismatch(fabric: dict[str, Any], fm: dict[str, Any], 
         if fm["version"] == driver.version:
             return ok(f"Fabric Manager {fm['version']} matches the driver {driver.version}", evidence)
         return fail(f"Fabric Manager {fm['version']} is not the loaded driver's version {driver.version} (expected "
-                    "the same version): it refuses to start", "Install nvidia-fabricmanager of exactly version "
-                    f"{driver.version} (and hold both packages together), then restart nvidia-fabricmanager.",
+                    "the same version): it refuses to start", "Install the Fabric Manager package of exactly "
+                    f"version {driver.version} (and hold both packages together), then restart "
+                    "nvidia-fabricmanager.",
                     evidence, anchor="version-mismatch")
     if mismatch:
         m = mismatch[-1]
         evidence["journal"] = m.line
         return fail(f"Fabric Manager {m.fm_version} refused the driver {m.driver_version} (journal): versions "
-                    "must match exactly", f"Install nvidia-fabricmanager of exactly version {m.driver_version}, "
-                    "then restart nvidia-fabricmanager.", evidence, anchor="version-mismatch")
+                    "must match exactly", f"Install the Fabric Manager package of exactly version "
+                    f"{m.driver_version}, then restart nvidia-fabricmanager.", evidence, anchor="version-mismatch")
     if not fm["binary"] and not fm["version"]:
         if fm["driver_container"]:
-            return skip("Fabric Manager runs inside the GPU Operator's driver container here, which installs the "
-                        "package of its own driver version", evidence)
+            return skip("Fabric Manager runs inside the GPU Operator's driver container here, not on the host: "
+                        "its version shows in the container (nv-fabricmanager --version there)", evidence)
         return skip("Fabric Manager is not installed on the host (fabric-manager-running says whether it is "
                     "missing)", evidence)
     if driver is None:
