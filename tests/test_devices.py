@@ -460,3 +460,42 @@ def test_every_form_of_nvidia_smis_handle_error_is_a_lost_gpu(line: str) -> None
         command["stdout"] = line + "\n"
     finding = run_checks(Snapshot(data), only=["gpu-lost"])[0]
     assert finding.status == Status.FAIL and ":00.0: Unknown Error" in finding.summary, finding.summary
+
+
+def _service_snapshot(units: dict[str, str], proc_devices: Optional[str] = None) -> dict:
+    data = copy.deepcopy(load_scenario(SCENARIO_DIR / "cgroup-device-access" / "broken-service-private-devices.json")
+                         ["snapshot"])
+    data["files"] = {p: f for p, f in data["files"].items() if "systemd" not in p}
+    data["files"].update({path: {"text": text} for path, text in units.items()})
+    if proc_devices is not None:
+        data["files"]["/proc/devices"] = {"text": proc_devices}
+    return data
+
+
+def _service_verdict(data: dict) -> Finding:
+    from gpu_runbook.registry import run_checks
+    from gpu_runbook.snapshot import Snapshot
+
+    return run_checks(Snapshot(data), only=["service-device-sandbox"])[0]
+
+
+def test_service_sandbox_judges_uvm_by_name_before_nvidia_uvm_loads() -> None:
+    """A unit that allows char-nvidia and char-nvidia-uvm is right even while nvidia_uvm is not loaded yet."""
+    unit = "[Service]\nExecStart=/usr/bin/ollama serve\nDevicePolicy=closed\nDeviceAllow=char-nvidia rw\n" \
+           "DeviceAllow=char-nvidia-uvm rw\n"
+    no_uvm = "Character devices:\n  1 mem\n195 nvidia\n195 nvidiactl\n\nBlock devices:\n  8 sd\n"
+    finding = _service_verdict(_service_snapshot({"/etc/systemd/system/ollama.service": unit}, no_uvm))
+    assert finding.status == Status.OK, finding.summary
+    no_driver = "Character devices:\n  1 mem\n\nBlock devices:\n  8 sd\n"  # driver not loaded: the name is unsure
+    finding = _service_verdict(_service_snapshot({"/etc/systemd/system/ollama.service": unit}, no_driver))
+    assert finding.status == Status.UNKNOWN, finding.summary
+
+
+def test_service_sandbox_names_every_setting_to_change_and_reads_transient_units() -> None:
+    """PrivateDevices=yes and a list without NVIDIA nodes are both reported, so the fix names both; a unit
+    started by systemd-run (JupyterHub's SystemdSpawner) is read from /run/systemd/transient."""
+    unit = "[Service]\nExecStart=/opt/jupyterhub/bin/jupyterhub-singleuser\nPrivateDevices=yes\n" \
+           "DeviceAllow=/dev/null rw\n"
+    finding = _service_verdict(_service_snapshot({"/run/systemd/transient/jupyter-alice-singleuser.service": unit}))
+    assert finding.status == Status.FAIL and "jupyter-alice-singleuser.service" in finding.summary
+    assert "PrivateDevices=no" in finding.fix and "DeviceAllow=char-nvidia rw" in finding.fix, finding.fix

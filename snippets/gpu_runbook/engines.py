@@ -132,6 +132,8 @@ def unit_texts(snapshot: Snapshot, name: str, dirs: tuple[str, ...] = UNIT_DIRS)
     drop_ins = {}
     for directory in reversed(dirs):
         for path, file_ in snapshot.files_matching(f"{directory}{name}.d/").items():
+            if not path.endswith(".conf"):  # systemd reads only *.conf drop-ins
+                continue
             _readable_or_missing(file_)
             if file_.exists:
                 drop_ins[path.rsplit("/", 1)[-1]] = file_

@@ -6,7 +6,7 @@ import fnmatch
 import re
 from typing import Any, Optional
 
-from gpu_runbook.engines import UNIT_DIRS, unit_texts
+from gpu_runbook.engines import unit_texts
 from gpu_runbook.findings import Verdict, fail, ok, skip, unknown, warn
 from gpu_runbook.registry import check, fact
 from gpu_runbook.snapshot import NOT_PRESENT, Missing, Snapshot
@@ -18,8 +18,13 @@ GPU_PROGRAM = re.compile(r"ollama|jellyfin|plex|emby|jupyter|tdarr|frigate|vllm|
                          r"stable-diffusion|sunshine|llama|localai|ffmpeg|tensorflow|torchrun", re.IGNORECASE)
 GPU_ENV = re.compile(r"\b(?:CUDA_VISIBLE_DEVICES|NVIDIA_VISIBLE_DEVICES)=")
 TRUE = {"1", "yes", "true", "on"}
+# Where system units live, in systemd's order of precedence: transient units (systemd-run, JupyterHub's
+# SystemdSpawner) first, then the administrator's, runtime and packaged units.
+SERVICE_DIRS = ("/run/systemd/transient/", "/etc/systemd/system/", "/run/systemd/system/",
+                "/usr/lib/systemd/system/", "/lib/systemd/system/")
 # The nodes a CUDA program opens read-write: the control node and a GPU (major 195) and nvidia-uvm.
-# /proc/devices as drivers up to R535 and from R545 write it, for judging `char-` entries when it was not read.
+# The names /proc/devices gives them up to R535 and from R545, for judging `char-` entries when it was not
+# read; 511 only stands in for nvidia-uvm's major, which the kernel assigns when the module loads.
 NAMES_BY_DRIVER = {"up to R535": {"nvidia-frontend": 195, "nvidia-uvm": 511},
                    "R545 and later": {"nvidia": 195, "nvidiactl": 195, "nvidia-uvm": 511}}
 
@@ -59,8 +64,9 @@ def _allows(entry: str, node: str, majors: dict[str, int], char_names: dict[str,
     """Whether one DeviceAllow= entry lets the service open `node` ("control": /dev/nvidiactl, "gpu": a
     /dev/nvidiaN, "uvm": /dev/nvidia-uvm) for reading and writing. `char-<glob>` names groups of /proc/devices
     and allows every minor of their majors; a path, or /dev/char/MAJOR:MINOR, names one node."""
-    spec, _, access = entry.partition(" ")
-    if access.strip() and not {"r", "w"} <= set(access.strip()):
+    spec, *rest = entry.split(None, 1)
+    access = rest[0].strip() if rest else ""
+    if access and not {"r", "w"} <= set(access):
         return False
     frontend = majors.get("frontend", 195)
     wanted = majors.get("uvm") if node == "uvm" else frontend
@@ -79,39 +85,44 @@ def _allows(entry: str, node: str, majors: dict[str, int], char_names: dict[str,
     return spec == "/dev/nvidia-uvm"
 
 
-def sandbox_problem(settings: dict[str, Any], majors: dict[str, int],
-                    char_names: dict[str, int]) -> Optional[tuple[str, str, str]]:
-    """(status, what is wrong, page anchor) for one service's device settings, or None when the GPU is reachable.
+def sandbox_problems(settings: dict[str, Any], majors: dict[str, int],
+                     char_names: dict[str, int]) -> list[tuple[str, str, str]]:
+    """(status, what is wrong, page anchor) for each setting of one service that keeps the GPU from it.
 
-    >>> sandbox_problem({"private_devices": False, "device_policy": "auto", "protect_clock": False,
-    ...                  "device_allow": ["char-nvidiactl rw", "char-nvidia-uvm rw"]},
-    ...                 {"frontend": 195, "uvm": 507}, {"nvidia-frontend": 195, "nvidia-uvm": 507})[1]
+    >>> sandbox_problems({"private_devices": False, "device_policy": "auto", "protect_clock": False,
+    ...                   "device_allow": ["char-nvidiactl rw", "char-nvidia-uvm rw"]},
+    ...                  {"frontend": 195, "uvm": 507}, {"nvidia-frontend": 195, "nvidia-uvm": 507})[0][1]
     'DeviceAllow= makes an allow-list without read-write access to /dev/nvidiactl, /dev/nvidiaN'
     """
+    problems = []
     if settings["private_devices"]:
-        return "fail", "PrivateDevices=yes: the service's own /dev has no /dev/nvidia* nodes", "systemd-sandbox"
+        problems.append(("fail", "PrivateDevices=yes: the service's own /dev has no /dev/nvidia* nodes",
+                         "systemd-sandbox"))
     allow = settings["device_allow"]
     policy = settings["device_policy"]
     if policy in ("closed", "strict") or allow:
         nodes = {"control": "/dev/nvidiactl", "gpu": "/dev/nvidiaN", "uvm": "/dev/nvidia-uvm"}
         missing = [path for node, path in nodes.items() if not any(_allows(e, node, majors, char_names) for e in allow)]
-        if not missing:
-            return None
-        made = f"DevicePolicy={policy}" if policy != "auto" else "DeviceAllow="
-        anchor = "systemd-unit" if any("nvidia" in e for e in allow) else "systemd-sandbox"
-        return "fail", f"{made} makes an allow-list without read-write access to {', '.join(missing)}", anchor
-    if settings["protect_clock"]:
-        return ("warn", "ProtectClock=yes implies DeviceAllow=char-rtc r, which on systemd releases without "
-                "systemd#25075 leaves the service the clock device and nothing else", "systemd-sandbox")
-    return None
+        if missing:
+            made = f"DevicePolicy={policy}" if policy != "auto" else "DeviceAllow="
+            anchor = "systemd-unit" if any("nvidia" in e for e in allow) else "systemd-sandbox"
+            problems.append(("fail", f"{made} makes an allow-list without read-write access to {', '.join(missing)}",
+                             anchor))
+    elif settings["protect_clock"] and not settings["private_devices"]:
+        problems.append(("warn", "ProtectClock=yes implies DeviceAllow=char-rtc r, which on systemd releases "
+                         "without systemd#25075 makes an allow-list of the RTC and the standard pseudo-devices, "
+                         "without the GPU", "systemd-sandbox"))
+    return problems
 
 
 def _remedy(problems: list[tuple[str, str, str]], majors: dict[str, int], char_names: dict[str, int]) -> str:
     """The drop-in lines that give the services back the GPU, with the group names this host's driver uses."""
     frontend = majors.get("frontend", 195)
-    group = next((n for n in ("nvidia-frontend", "nvidia") if char_names.get(n) == frontend), "nvidia-frontend")
+    group = next((n for n in ("nvidia-frontend", "nvidia") if char_names.get(n) == frontend), None)
     allow = (f"DeviceAllow=char-{group} rw and DeviceAllow=char-nvidia-uvm rw (/proc/devices names major "
-             f"{frontend} {group})")
+             f"{frontend} {group})" if group else
+             "DeviceAllow=char-nvidia-frontend rw (drivers up to R535) or DeviceAllow=char-nvidia rw (R545 and "
+             "later), and DeviceAllow=char-nvidia-uvm rw")
     wanted = []
     if any("PrivateDevices" in p[1] for p in problems):
         wanted.append("PrivateDevices=no")
@@ -127,7 +138,7 @@ def gpu_services_fact(snapshot: Snapshot) -> dict[str, dict[str, Any]]:
     """GPU services among the system units the snapshot holds: unit name -> its device settings, or
     {"error": why} when a file of the unit could not be read."""
     names: set[str] = set()
-    for directory in UNIT_DIRS:
+    for directory in SERVICE_DIRS:
         for path, file_ in snapshot.files_matching(directory).items():
             name = path[len(directory):]
             if "/" not in name and name.endswith(".service") and (file_.exists or file_.error not in NOT_PRESENT):
@@ -137,7 +148,7 @@ def gpu_services_fact(snapshot: Snapshot) -> dict[str, dict[str, Any]]:
         if name.startswith("nvidia-"):  # the driver's and toolkit's own units
             continue
         try:
-            settings = unit_sandbox(unit_texts(snapshot, name))
+            settings = unit_sandbox(unit_texts(snapshot, name, SERVICE_DIRS))
         except Missing as error:
             if GPU_PROGRAM.search(name):
                 services[name] = {"error": str(error)}
@@ -154,20 +165,25 @@ def service_device_sandbox(services: dict[str, dict[str, Any]], proc_devices: Op
                            majors: Optional[dict[str, int]]) -> Verdict:
     """A GPU program run as a systemd service (Ollama, Jellyfin, Plex, a notebook server) cannot open the GPU
     because its unit hides the device nodes: PrivateDevices=yes, a DevicePolicy= or DeviceAllow= allow-list
-    without the NVIDIA nodes, or ProtectClock=yes on older systemd. The program works from a shell.
+    without the NVIDIA nodes, or ProtectClock=yes on systemd without systemd#25075. The program works from a
+    shell.
 
     ## Why it matters
     systemd runs a service in the sandbox its unit and drop-ins ask for. PrivateDevices=yes gives the
     service a /dev with only pseudo-devices; DevicePolicy=closed or strict, or any DeviceAllow= line under
-    the default policy, makes the device cgroup refuse every node not listed; a `char-<name>` entry must
+    the default policy, makes the device cgroup refuse every node not listed (strict aside, the standard
+    pseudo-devices stay allowed); a `char-<name>` entry must
     name the group /proc/devices lists for the major (nvidia-frontend up to R535, nvidia from R545, and
-    nvidia-uvm). ProtectClock=yes implies DeviceAllow=char-rtc r, which alone made an rtc-only list on
-    systemd releases without systemd#25075. CUDA then reports no device and NVENC fails to initialise.
+    nvidia-uvm). ProtectClock=yes implies DeviceAllow=char-rtc r, which alone made an allow-list (the RTC
+    and the standard pseudo-devices) on systemd releases without systemd#25075. CUDA then reports no device
+    and NVENC fails to initialise.
 
     ## Evidence
-    The units in /etc/systemd/system, /usr/lib/systemd/system and /lib/systemd/system whose name or
+    The collected units (every service in /etc/systemd/system, the packaged units of Ollama, Jellyfin,
+    Plex, Emby and JupyterHub under /usr/lib/systemd/system or /lib/systemd/system) whose name or
     ExecStart= names a GPU program, whose environment selects GPUs or whose DeviceAllow= names NVIDIA
-    devices, with their drop-ins; /proc/devices.
+    devices, with their .conf drop-ins; /proc/devices. Transient units (systemd-run, JupyterHub's
+    SystemdSpawner) are not read.
 
     ## References
     systemd.exec(5) (PrivateDevices=, ProtectClock=); systemd.resource-control(5) (DevicePolicy=,
@@ -175,27 +191,31 @@ def service_device_sandbox(services: dict[str, dict[str, Any]], proc_devices: Op
     """
     if not services:
         return skip("no systemd unit of a GPU program found among the collected units")
-    char_names = (proc_devices or {}).get("char", {})
+    char_names = dict((proc_devices or {}).get("char", {}))
+    majors = dict(majors or {})
+    if "nvidia-uvm" not in char_names and any(major == 195 for major in char_names.values()):
+        # nvidia_uvm not loaded yet: judge char- entries by the name it registers when it loads
+        char_names["nvidia-uvm"] = majors["uvm"] = majors.get("uvm", 511)
+    known = any(char_names.get(n) == 195 for n in ("nvidia-frontend", "nvidia"))
     problems: list[tuple[str, str, str]] = []
     unreadable = []
     for name, settings in sorted(services.items()):
         if "error" in settings:
             unreadable.append(f"{name}: {settings['error']}")
             continue
-        if char_names:
-            problem = sandbox_problem(settings, majors or {}, char_names)
-        else:  # without /proc/devices a `char-` entry may or may not name major 195: judge both conventions
-            answers = {sandbox_problem(settings, {"frontend": 195, "uvm": 511}, names)
+        if known:
+            found = sandbox_problems(settings, majors, char_names)
+        else:  # no driver names in /proc/devices: a `char-` entry may or may not reach major 195, judge both
+            answers = {tuple(sandbox_problems(settings, {"frontend": 195, "uvm": 511}, names))
                        for names in NAMES_BY_DRIVER.values()}
             if len(answers) > 1:
                 unreadable.append(f"{name}: DeviceAllow= names groups whose majors depend on the driver "
-                                  "branch, and /proc/devices could not be read")
+                                  "branch, and /proc/devices lists no NVIDIA driver")
                 continue
-            problem = answers.pop()
-        if problem:
-            problems.append((problem[0], f"{name}: {problem[1]}", problem[2]))
+            found = list(answers.pop())
+        problems += [(status, f"{name}: {what}", anchor) for status, what, anchor in found]
     evidence = {"services": sorted(services), "problems": [p[1] for p in problems], "unreadable": unreadable}
-    fix = "Add a drop-in (systemctl edit <unit>) with " + _remedy(problems, majors or {}, char_names) + \
+    fix = "Add a drop-in (systemctl edit <unit>) with " + _remedy(problems, majors, char_names if known else {}) + \
         ", then restart the service."
     failed = [p for p in problems if p[0] == "fail"]
     if failed:

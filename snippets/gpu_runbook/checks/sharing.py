@@ -440,7 +440,8 @@ def mps_clients_pile_on_one_gpu(pipe: dict[str, Any], env: dict[str, str], gpus:
     MPS shares each GPU between processes; it does not spread processes across GPUs. A client uses the
     devices it selects, device 0 by default. When the control daemon was started with
     CUDA_VISIBLE_DEVICES, the server renumbers the GPUs it exposes from 0, so a client that repeats the
-    host indices (CUDA_VISIBLE_DEVICES=0,2) asks for devices that do not exist; NVIDIA recommends UUIDs.
+    host indices (CUDA_VISIBLE_DEVICES=0,2 under a daemon started with 0,2) names a device that does not
+    exist (2) or the wrong GPU; NVIDIA recommends UUIDs.
 
     ## Evidence
     The MPS control socket, CUDA_VISIBLE_DEVICES of the collecting process, the GPUs NVML reports.

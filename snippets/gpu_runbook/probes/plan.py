@@ -103,6 +103,9 @@ FILES: tuple[str, ...] = (
     "/lib/systemd/system/jellyfin*.service",
     "/lib/systemd/system/plexmediaserver*.service",
     "/lib/systemd/system/emby-server*.service",
+    "/lib/systemd/system/jupyterhub*.service",
+    "/run/systemd/transient/*.service",  # systemd-run and JupyterHub's SystemdSpawner write their units here
+    "/run/systemd/system/*.service",
     "/lib/systemd/system/*.service.d/*.conf",
     "/var/lib/rancher/rke2/agent/etc/containerd/config.toml",
     "/var/lib/rancher/rke2/agent/etc/containerd/config*.toml.tmpl",
