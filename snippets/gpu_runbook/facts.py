@@ -161,9 +161,9 @@ def host_dev_fact(snapshot: Snapshot) -> bool:
     """Whether the /dev the probes examined is the kernel's own devtmpfs, so host-level device facts (node
     modes, /dev/char links) can be judged there.
 
-    True on a host, and in a container that mounts the host's /dev (privileged DaemonSets, driver
-    containers); False in a container whose runtime filled a private tmpfs /dev. Where mountinfo does not
-    say (another --root, an old snapshot, no /dev mount), it is "not in a container".
+    True on a host, and in a container that mounts the host's /dev at /dev (a hostPath /dev, for example);
+    False in a container whose runtime filled a private tmpfs /dev (privileged ones included). Where
+    mountinfo does not say (another --root, an old snapshot, no /dev mount), it is "not in a container".
     """
     root = snapshot.host.get("root")
     mountinfo = snapshot.file("/proc/self/mountinfo").text

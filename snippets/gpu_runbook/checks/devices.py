@@ -432,12 +432,14 @@ def device_node_modes_differ(params: dict[str, str], nodes: dict[str, dict[str, 
 
 
 # --8<-- [start:dev-char-symlinks]
-# `create-dev-char-symlinks --create-all` reads the majors of "nvidia" and "nvidia-uvm" from /proc/devices and stops
-# with "missing required device major ..." when one is absent (cmd/nvidia-ctk/system/create-dev-char-symlinks/all.go).
+# `create-dev-char-symlinks --create-all` (1.13.2 on) reads the majors of "nvidia" and "nvidia-uvm" (and "nvidia-caps"
+# when MIG caps are listed) from /proc/devices and stops with "missing required device major ..." when one is absent
+# (cmd/nvidia-ctk/system/create-dev-char-symlinks/all.go); 1.12.0 to 1.13.1 do not check and use major 0.
 # --load-kernel-modules (1.13.2 on, in 1.14.0 and later too) loads the modules first; 1.14.6 (and 1.15.0) added the
 # fallback between "nvidia-frontend" (drivers before 545) and "nvidia" (545 and later); before, it looked for
-# "nvidia-frontend" only. nvidia-ctk 1.18.0 (and its release candidates) rejects every --create-all with "create-all
-# and watch are mutually exclusive" (validateFlags); 1.18.1 fixed it (commit dd654039).
+# "nvidia-frontend" only. The command itself first shipped in 1.12.0. nvidia-ctk 1.18.0 (and its release candidates)
+# rejects every --create-all with "create-all and watch are mutually exclusive" (validateFlags); 1.18.1 fixed it
+# (commit dd654039).
 CTK_LOAD_KERNEL_MODULES = boundary("toolkit-dev-char-load-kernel-modules", "toolkit", "1.13.2")
 CTK_NVIDIA_NAME_FALLBACK = boundary("toolkit-dev-char-nvidia-name-fallback", "toolkit", "1.14.6")
 CTK_CREATE_ALL_FIXED = boundary("toolkit-dev-char-create-all-fixed", "toolkit", "1.18.1")
@@ -467,10 +469,12 @@ def dev_char_fix(ctk_version: Optional[str], uvm_loaded: bool, driver: Optional[
         return ("Upgrade the NVIDIA Container Toolkit to 1.14.6 or later: nvidia-ctk "
                 f"{ctk_version} looks for the major of \"nvidia-frontend\", which drivers 545 and later no longer "
                 "register, so create-dev-char-symlinks --create-all fails (missing required device major "
-                f"nvidia-frontend); then run `{CREATE_LINKS}`.")
+                "nvidia-frontend; before 1.13.2 it writes the links for major 195 with major 0 instead); then run "
+                f"`{CREATE_LINKS}`.")
     if ctk is not None and ctk < CTK_LOAD_KERNEL_MODULES:
         return ("Load nvidia_uvm first (modprobe nvidia-uvm), then run `nvidia-ctk system create-dev-char-symlinks "
-                f"--create-all` (nvidia-ctk {ctk_version} predates --load-kernel-modules, added in 1.13.2).")
+                f"--create-all` (nvidia-ctk {ctk_version} predates --load-kernel-modules, added in 1.13.2; before "
+                "1.12.0 it lacks the command too, so upgrade).")
     if not uvm_loaded:
         return ("nvidia_uvm is not loaded, so `--create-all` alone stops with \"missing required device major "
                 f"nvidia-uvm\"; run `{CREATE_LINKS}` and keep the links with the udev rule on the page, "
@@ -492,13 +496,13 @@ def dev_char_links_missing(  # noqa: PLR0917 (the registry passes each declared 
     ## Why it matters
     With the systemd cgroup driver runc hands each device rule of the container's spec to systemd as
     DeviceAllow=/dev/char/MAJOR:MINOR. runc 1.1.3 to 1.1.6 skip a rule whose path does not exist; 1.1.7 and
-    later skip it only with systemd older than 240. The NVIDIA driver's libraries and older nvidia-modprobe
-    releases create the nodes without these links, so on such hosts a daemon-reload re-applies rules without
-    the GPU and running containers lose it, even GPUs requested as devices. (GPUs injected by the legacy hook
-    are never in those rules and are lost either way.) The fix, `nvidia-ctk system create-dev-char-symlinks
-    --create-all`, creates nothing while nvidia_uvm is not loaded unless it also gets --load-kernel-modules
-    (a udev rule that runs it when the nvidia module loads usually meets that state), and nvidia-ctk 1.18.0
-    rejects --create-all altogether.
+    later skip it only with systemd older than 240. nvidia-modprobe before 525.105.17 (and 530) and any other
+    `mknod` (scripts, udev rules, containers) create the nodes without these links, so on such hosts a
+    daemon-reload re-applies rules without the GPU and running containers lose it, even GPUs requested as
+    devices. (GPUs injected by the legacy hook are never in those rules and are lost either way.) The fix,
+    `nvidia-ctk system create-dev-char-symlinks --create-all`, creates nothing (1.13.2 on) while nvidia_uvm is
+    not loaded unless it also gets --load-kernel-modules (a udev rule that runs it when the nvidia module loads
+    usually meets that state), and nvidia-ctk 1.18.0 rejects --create-all altogether.
 
     ## Evidence
     lstat of /dev/nvidia* (major:minor), the /dev/char listing with link targets, the nvidia udev rules,
@@ -506,8 +510,8 @@ def dev_char_links_missing(  # noqa: PLR0917 (the registry passes each declared 
 
     ## References
     NVIDIA Container Toolkit troubleshooting; runc libcontainer/cgroups/systemd/common.go (v1.1.3-v1.1.7);
-    NVIDIA/nvidia-docker issue #1671 (the udev rule); nvidia-container-toolkit
-    cmd/nvidia-ctk/system/create-dev-char-symlinks (v1.13.2, v1.18.0, v1.18.1).
+    Azure/AgentBaker PR #3502 (the udev rule); nvidia-container-toolkit
+    cmd/nvidia-ctk/system/create-dev-char-symlinks (v1.13.2, v1.14.6, v1.18.0, v1.18.1).
     """
     if not host_dev:
         return skip("inside a container with its own /dev: /dev/char links matter on the host that runs runc")
@@ -518,8 +522,8 @@ def dev_char_links_missing(  # noqa: PLR0917 (the registry passes each declared 
         entries = dev_char.get("entries") or {}
         listing_error = None
     rule_files = sorted(p for p, text in (udev_rules or {}).items() if "create-dev-char-symlinks" in text)
-    # A rule that runs --create-all without --load-kernel-modules fires when nvidia binds, before nvidia_uvm
-    # is loaded, and then creates nothing.
+    # A rule that runs --create-all without --load-kernel-modules fires when the nvidia module registers its PCI
+    # driver, usually before nvidia_uvm is loaded, and then creates nothing.
     rules_without_load = [p for p in rule_files if "--create-all" in (udev_rules or {})[p]
                           and "--load-kernel-modules" not in (udev_rules or {})[p]]
     uvm_loaded = majors is None or "uvm" in majors
@@ -685,15 +689,17 @@ def bpf_jit_harden_blocks_device_filter(cgroup: dict[str, Any], toolkit: list[st
     ## Why it matters
     In legacy mode nvidia-container-cli adds the GPU to a cgroup v2 container by reading the eBPF device
     program runc attached and loading an extended copy. With JIT hardening for all users (2) the kernel
-    blinds the program's constants and will not hand the instructions back, so the copy is rejected by
-    the verifier and the container does not start.
+    blinds the program's constants and returns a blinded program's instructions only to a caller that may
+    read raw kernel addresses, so the copy is rejected by the verifier and the container does not start.
 
     ## Evidence
-    /proc/sys/net/core/bpf_jit_harden and bpf_jit_enable, the cgroup version, the toolkit binaries.
+    /proc/sys/net/core/bpf_jit_harden and bpf_jit_enable, the cgroup version, the toolkit binaries, and
+    no-cgroups and the runtime's mode in the toolkit's config.toml (an explicit cdi, jit-cdi or csv mode
+    leaves nvidia-container-cli out).
 
     ## References
-    NVIDIA/libnvidia-container issue #176; bottlerocket-os/bottlerocket issue #2504; kernel docs
-    admin-guide/sysctl/net.rst (bpf_jit_harden).
+    NVIDIA/libnvidia-container issue #176; Linux kernel/bpf/syscall.c (bpf_prog_get_info_by_fd,
+    bpf_dump_raw_ok); kernel docs admin-guide/sysctl/net.rst (bpf_jit_harden).
     """
     if jit is None or "harden" not in jit:
         return skip("/proc/sys/net/core/bpf_jit_harden not readable here", {"cgroup": cgroup["version"]})
@@ -705,10 +711,16 @@ def bpf_jit_harden_blocks_device_filter(cgroup: dict[str, Any], toolkit: list[st
         return ok("bpf_jit_harden = 2 but the JIT is off (bpf_jit_enable = 0): no constant blinding", evidence)
     if cgroup["version"] != "v2":
         return ok(f"bpf_jit_harden = 2, but cgroup {cgroup['version']} device rules are not eBPF", evidence)
-    cli = ((config or {}).get("doc") or {}).get("nvidia-container-cli")
+    doc = (config or {}).get("doc") or {}
+    cli = doc.get("nvidia-container-cli")
     if isinstance(cli, dict) and cli.get("no-cgroups") is True:  # a rootless setup: the hook passes --no-cgroups
         return ok(f"bpf_jit_harden = 2, but no-cgroups = true in {(config or {}).get('path')}: nvidia-container-cli "
                   "leaves the device filter alone", evidence)
+    runtime = doc.get("nvidia-container-runtime")
+    mode = runtime.get("mode") if isinstance(runtime, dict) else None
+    if mode in ("cdi", "jit-cdi", "csv"):  # set explicitly: the hook refuses to run, runc writes the filter
+        return ok(f"bpf_jit_harden = 2, but the runtime's mode is {mode}: runc writes the device filter itself and "
+                  "nvidia-container-cli is not used", evidence)
     summary = ("bpf_jit_harden = 2 on cgroup v2: nvidia-container-cli (legacy mode) cannot extend runc's "
                "device filter (\"unable to generate new device filter program\")")
     fix = ("Set net.core.bpf_jit_harden=1 (sysctl -w, and persist in /etc/sysctl.d), or use CDI mode, "
