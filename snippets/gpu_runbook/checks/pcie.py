@@ -42,8 +42,8 @@ def pci_functions_fact(snapshot: Snapshot) -> list[dict[str, Any]]:
     "physfn" (on an SR-IOV virtual function: its physical function's address; else None), "numa_node",
     "host_bridge", "upstream": [bridge addresses, root port first], "link": {speeds, widths}}.
     kind is "gpu" (3D or VGA controller), "nvswitch", "audio" (a GPU's HDMI function), "network",
-    "pci-bridge", "bridge" or "other". Missing when the walk was not made or the bus could not be listed;
-    an empty list when the bus holds none.
+    "pci-bridge", "bridge", "other" or "unknown" (class unreadable). Missing when the walk was not made or the
+    bus could not be listed; an empty list when the bus holds none.
     """
     pci = snapshot.pci
     listing = pci.get(plan.PCI_DEVICES)
@@ -224,14 +224,14 @@ def check_acs_redirect(  # noqa: PLR0917 (the registry passes each declared fact
 
     Why it matters: with ACS P2P Request/Completion Redirect set on a switch's downstream ports or on the
     root ports, peer reads and writes that would turn there are sent up to the root complex (and its
-    IOMMU). CUDA still reports the GPUs as peers, so NCCL all-reduce runs slowly or hangs, and works with
-    NCCL_P2P_DISABLE=1. Linux sets these bits itself when an IOMMU is on (VT-d, AMD-Vi); firmware may too.
-    A pair behind one shared switch fails; a pair that meets in the root complex warns (NVIDIA/nccl#2079:
+    IOMMU). CUDA can still report the GPUs as peers, so NCCL all-reduce runs slowly or hangs, and works once
+    P2P is off (NCCL_P2P_DISABLE=1). Linux sets these bits itself when an IOMMU is on (VT-d, AMD-Vi); firmware
+    may too. A pair behind one shared switch fails; a pair that meets in the root complex warns (NVIDIA/nccl#2079:
     ACS on AMD root ports hung all-reduce between two GPUs on different root ports).
 
     Not judged: GPU pairs on an NVSwitch host and GPU pairs joined by an NVLink bridge (NVML reports one GPU
     at the far end of the other's active link): their traffic takes NVLink. Nor GPU-NIC pairs that meet only
-    in the root complex (NCCL uses GPUDirect RDMA up to PXB by default).
+    in the root complex (on PCIe paths NCCL uses GPUDirect RDMA up to PXB by default).
 
     Evidence: each judged pair with the ports where their paths part, and each redirecting port's ACS
     control register as `lspci -vvv` prints it (ACSCtl). Reading ACS needs root (config space beyond 64
@@ -276,7 +276,7 @@ def check_acs_redirect(  # noqa: PLR0917 (the registry passes each declared fact
     if not_judged:
         evidence["not_judged"] = {"pairs": not_judged, "why": "GPU pairs on an NVSwitch host or joined by an NVLink "
                                   "bridge use NVLink; GPU-NIC pairs that meet in the root complex are beyond "
-                                  "NCCL's default GDR level (PXB)"}
+                                  "NCCL's default GDR level on PCIe paths (PXB)"}
     if not pairs:
         return skip(f"no GPU/NIC pair crosses PCIe ports this check judges ({len(not_judged)} pair(s) set aside: "
                     "NVLink between the GPUs, or GPU and NIC meet only in the root complex)", evidence)
