@@ -13,7 +13,7 @@ from gpu_runbook.registry import check
 from gpu_runbook.snapshot import CommandFact, nvml_answered
 
 # The proprietary module's refusal of a GPU that needs the open modules (Grace Hopper, Blackwell), as a report
-# pasted it (NVIDIA/open-gpu-kernel-modules#1332); the text is not in the open-module source.
+# pasted it (awslabs/amazon-eks-ami#2769, a g7 instance); the text is not in the open-module source.
 NEEDS_OPEN_MODULES = re.compile(r"requires use of the NVIDIA open kernel modules")
 
 
@@ -64,7 +64,7 @@ def gpu_init_failed(log: CommandFact, nvml: Optional[dict[str, Any]]) -> Verdict
     ## References
     open-gpu-kernel-modules: src/nvidia/arch/nvalloc/unix/src/osinit.c (RmInitAdapter, rm_init_status),
     src/nvidia/arch/nvalloc/unix/src/osapi.c (rm_is_supported_device), kernel-open/nvidia/nv.c;
-    NVIDIA/NVSentinel#155.
+    NVIDIA/open-gpu-kernel-modules#789.
     """
     text = log.output
     failures = gpu_init_failures(text)
@@ -86,7 +86,7 @@ def gpu_init_failed(log: CommandFact, nvml: Optional[dict[str, Any]]) -> Verdict
     if view is not None and named and set(named) <= view[0]:
         return warn(f"the kernel log holds GPU initialisation failures since boot ({summary[:300]}), but NVML now "
                     f"reports every GPU named there ({', '.join(named)})",
-                    "Watch the GPU: a failure that a reset cleared tends to come back; note it for service.",
+                    "Watch the GPU: a failure that a reset cleared may come back; note it for service.",
                     evidence, anchor=MEANING[failures[0].kind][1])
     needs_open = NEEDS_OPEN_MODULES.search(text)
     if needs_open:
@@ -136,7 +136,7 @@ def gpus_missing_from_driver(pci: list[dict[str, Any]], nvml: Optional[dict[str,
 
     ## References
     open-gpu-kernel-modules kernel-open/nvidia/nv.c ("The NVIDIA probe routine failed for %d device(s)");
-    NVIDIA/NVSentinel#155.
+    NVIDIA/NVSentinel#684.
     """
     every = [f for f in pci if is_function(f, "gpu")]
     # SR-IOV virtual functions (vGPU hosts) are the physical GPU's slices: NVML on the host lists the physical

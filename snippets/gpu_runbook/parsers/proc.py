@@ -362,7 +362,7 @@ _INIT_FORMS = (
 def gpu_init_failures(log: str) -> list[InitFailure]:
     """Every GPU initialisation failure in a kernel log, in log order.
 
-    Sample Content (driver 570, NVIDIA/NVSentinel#155)::
+    Sample Content (the driver's format, nv.c and osapi.c; address and PCI ID illustrative)::
 
         [ 1843.308145] NVRM: The NVIDIA GPU 0000:b3:00.0
                        NVRM: (PCI ID: 10de:26b5) installed in this system has
