@@ -114,9 +114,10 @@ def engine_user_cannot_use_gpu(engines: dict[str, dict[str, Any]], specs: Option
 
     ## Why it matters
     The doctor usually runs as root; a rootless Docker or Podman runs as a user. Before toolkit 1.18.0
-    the legacy hook reads /etc/nvidia-container-runtime/config.toml whatever XDG_CONFIG_HOME says, so a
-    per-user config.toml reaches the runtime but not the hook; since 1.18.0 the hook resolves the file
-    like the runtime, in the environment it inherits from the engine. A rootless engine reads CDI specs
+    the legacy hook reads its -config file, else /run/nvidia/driver/etc/nvidia-container-runtime/config.toml
+    or /etc/nvidia-container-runtime/config.toml, whatever XDG_CONFIG_HOME says, so a per-user config.toml
+    reaches the runtime but not the hook; since 1.18.0 the hook resolves the file like the runtime, in the
+    environment it inherits from the engine. A rootless engine reads CDI specs
     and opens /dev/nvidia* with its user's rights (`unresolvable CDI devices`, `Insufficient Permissions`).
 
     ## Evidence
@@ -125,9 +126,9 @@ def engine_user_cannot_use_gpu(engines: dict[str, dict[str, Any]], specs: Option
     /dev/nvidia*.
 
     ## References
-    NVIDIA/nvidia-container-toolkit api/config/v1/config.go and cmd/nvidia-container-runtime-hook/hook_config.go
-    (v1.18.0, v1.20.0); NVIDIA/nvidia-container-runtime#85; NVIDIA/nvidia-container-toolkit#56, #210;
-    moby/moby#47676; containers/podman#17539.
+    NVIDIA/nvidia-container-toolkit internal/config/config.go (v1.18.0), api/config/v1/config.go (v1.20.0) and
+    cmd/nvidia-container-runtime-hook/hook_config.go (v1.17.8, v1.18.0, v1.20.0); NVIDIA/nvidia-container-runtime#85;
+    NVIDIA/nvidia-container-toolkit#56, #210; moby/moby#47676; containers/podman#17539.
     """
     if not engines:
         return skip("no container engine found (no unit, socket or configuration file)")
