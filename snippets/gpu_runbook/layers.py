@@ -30,11 +30,13 @@ LAYERS: tuple[Layer, ...] = (
     Layer("3. Container toolkit and engine", "layer-runtime",
           ("toolkit-installed", "runtime-configured", "toolkit-config", "container-cli-info", "cdi-specs",
            "selinux-devices"),
-          # How the GPU is injected (nvidia-container-toolkit internal/info/auto.go): the nvidia runtime's
-          # default mode "auto" resolves to legacy before toolkit 1.18.0 and to jit-cdi from 1.18.0 on.
+          # How the GPU is injected (nvidia-container-toolkit internal/info/auto.go): on hosts with NVML the
+          # nvidia runtime's default mode "auto" resolves to legacy before toolkit 1.18.0 and to jit-cdi from
+          # 1.18.0 on (csv on Tegra iGPU hosts).
           ("legacy hook: nvidia-container-cli at container creation (the runtime's auto mode before toolkit "
-           "1.18.0; docker run --gpus on runc in every release)",
-           "CDI spec file in /etc/cdi or /var/run/cdi: the engine's own CDI support or mode = \"cdi\"",
+           "1.18.0; docker run --gpus on runc before Docker 29.2.0, and from 29.2.0 when CDI cannot serve it)",
+           "CDI spec file in /etc/cdi or /var/run/cdi: the engine's own CDI support (docker run --gpus tries it "
+           "first from Docker 29.2.0) or mode = \"cdi\"",
            "jit-cdi: the nvidia runtime writes the spec in memory per container (auto mode since toolkit 1.18.0)")),
     Layer("4. What the container was given", "layer-container",
           ("container-visible-devices", "container-driver-capabilities", "cgroup-device-access",

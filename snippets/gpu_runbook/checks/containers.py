@@ -690,8 +690,8 @@ def runtime_mode(config: Optional[dict[str, Any]],
     The mode is None when it depends on a toolkit version the snapshot lacks. `auto` (the default)
     resolves to legacy before 1.18.0 and to jit-cdi from 1.18.0 on hosts with NVML; Tegra iGPU hosts
     get csv, and a container that asks only for fully qualified CDI names gets cdi. The runtime hook
-    that `docker run --gpus` adds (Docker 29.2.0 and later add it only when no CDI spec resolves the
-    request) resolves `auto` to legacy on hosts with NVML in every release.
+    that `docker run --gpus` adds (Docker 29.2.0 and later add it only when CDI cannot serve the request:
+    CDI off, no nvidia-cdi-hook, or no spec resolves it) resolves `auto` to legacy on hosts with NVML.
 
     >>> runtime_mode({"doc": {}}, {"nvidia-ctk": "1.18.0"})[:2]
     ('jit-cdi', False)
@@ -1699,8 +1699,9 @@ def selinux_blocks_gpu(selinux: dict[str, Any], nodes: Optional[dict[str, dict[s
     if mode != "enforcing":
         return ok(f"SELinux is {mode}: denials are logged, not enforced", evidence)
     generic = [p for p, label in labels.items() if ":device_t:" in label]
-    if generic:
-        return warn(f"{', '.join(sorted(generic))} labelled device_t: no policy rule grants containers that type",
+    if generic and not booleans.get("container_use_devices"):  # that boolean grants every device type
+        return warn(f"{', '.join(sorted(generic))} labelled device_t: container_use_xserver_devices "
+                    "does not cover that type (only the wide container_use_devices does)",
                     "Relabel: restorecon -v /dev/nvidia* /usr/bin/nvidia-modprobe (a runfile install leaves "
                     "nvidia-modprobe bin_t, and the nodes it creates come out device_t)", evidence, anchor="labels")
     if any(booleans.get(b) for b in booleans):
