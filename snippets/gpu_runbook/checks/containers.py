@@ -1713,11 +1713,11 @@ def selinux_blocks_gpu(selinux: dict[str, Any], nodes: Optional[dict[str, dict[s
             return _cannot_conclude(unread, evidence, "the GPU device labels or booleans cannot be judged")
         on = [b for b, v in booleans.items() if v]
         if booleans.get("container_use_xserver_devices") is False:
-            # The policy has the dedicated GPU boolean and it is off; container_use_devices alone was
-            # reported not to cover xserver_misc_device_t (fedora-selinux/selinux-policy#1695).
+            # The policy has the dedicated GPU boolean and it is off. container_use_devices grants every device
+            # type, but the map permission only from container-selinux v2.213.0 (container.te).
             return warn("SELinux enforcing; container_use_devices on but container_use_xserver_devices off: "
-                        "container_use_devices alone has been seen not to cover the NVIDIA nodes' "
-                        "xserver_misc_device_t type", "setsebool -P container_use_xserver_devices on, then check "
+                        "container_use_devices lets containers map the NVIDIA nodes only with container-selinux "
+                        "v2.213.0 or later", "setsebool -P container_use_xserver_devices on, then check "
                         "ausearch -m avc for new denials.", evidence, anchor="boolean")
         return ok(f"SELinux enforcing; {', '.join(on)} on: confined containers may use the GPU", evidence)
     if all(v is None for v in booleans.values()):
