@@ -314,7 +314,8 @@ DMABUF_KERNEL = boundary("gpudirect-rdma.dmabuf-kernel", "kernel", "5.12")
 # The kernel's refusals (module symbol checks) and nvidia-peermem's own peer_err() lines.
 PEERMEM_LOG = re.compile(r"[^\n]*(?:nvidia_peermem: (?:disagrees about version|Unknown symbol)"
                          r"|nvidia-peermem [^\n]*ERROR)[^\n]*")
-# Logged by 535.129.03+ drivers as a mitigation and called harmless by NVIDIA (Mellanox/nv_peer_memory#120).
+# Logged from 535.129.03 by the free callback when a context fails its magic-value check and is skipped
+# (nvidia-peermem.c): not a failure of GPUDirect RDMA.
 PEERMEM_HARMLESS = "detected invalid context"
 ETHERNET_CLASS = 0x0200  # PCI class 02 (network) sub-class 00 (Ethernet); ConnectX in InfiniBand mode is 0x0207
 
@@ -348,7 +349,8 @@ def check_peermem(  # noqa: PLR0917 (the registry passes each declared fact posi
     argument"). Without either, NCCL falls back to staging through host memory.
 
     A refusal in the kernel log (symbol version mismatch, unknown symbol, a peermem ERROR line) fails: something
-    meant to load it. The "detected invalid context" line is not counted (NVIDIA: harmless). A VM whose
+    meant to load it. The "detected invalid context" line is not counted: a loaded module's free callback logs
+    it when it skips a context it does not recognise, not a load refusal. A VM whose
     Mellanox functions are all Ethernet VFs (cloud accelerated networking) skips unless the log shows a refusal.
 
     Evidence: the NICs and GPUs on the bus, whether nvidia_peermem and mlx_compat (MLNX_OFED's
@@ -386,8 +388,9 @@ def check_peermem(  # noqa: PLR0917 (the registry passes each declared fact posi
     if errors:
         # Someone (the GPU Operator's peermem container, a boot script) tried to load it and the kernel refused.
         mismatch = any("disagrees about version" in line for line in errors)
-        fix = ("Rebuild nvidia_peermem against the running MLNX_OFED/DOCA-OFED (GPU Operator: delete the node's "
-               "driver pod so it recompiles), or drop it and use DMA-BUF." if mismatch else
+        fix = ("Rebuild nvidia_peermem against the running MLNX_OFED/DOCA-OFED (GPU Operator: recreate the node's "
+               "driver pod; from 26.3.0 only with FORCE_REINSTALL=true, else it reuses the loaded driver), or drop it "
+               "and use DMA-BUF." if mismatch else
                "Read the kernel log lines; nvidia_peermem needs MLNX_OFED/DOCA-OFED's ib_core, or use DMA-BUF.")
         return fail(f"nvidia-peermem-missing: nvidia_peermem failed to load: {errors[-1][:200]}", fix, evidence,
                     anchor="abi-mismatch" if mismatch else "inbox-rdma")
