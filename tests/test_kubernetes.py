@@ -379,3 +379,16 @@ def test_pages_link_the_anchors_the_checks_use() -> None:
             assert f"{{ #{anchor} }}" in text, (page, anchor)
     source = Path(k8s.__file__).read_text()
     assert set(re.findall(r'anchor="([\w-]+)"', source)) == {a for v in anchors.values() for a in v}
+
+
+@pytest.mark.parametrize("driver, expected, meaning", [
+    ("550.127.05", Status.FAIL, "key rotation error, as 550 drivers number it"),  # nverror.h 550: KEY_ROTATION = 144
+    ("580.159.04", Status.WARN, "NVLink SAW error"),  # from 560.28.03: NVLINK_SAW_ERROR, and this line is not Fatal
+])
+def test_xid_144_is_a_key_rotation_error_on_550_drivers(driver: str, expected: Status, meaning: str) -> None:
+    data = scenario("health-monitoring", "fixed-no-xid")
+    data["commands"]["dmesg"]["stdout"] += "[9.1] NVRM: Xid (PCI:0000:01:00): 144, pid=40, name=python3\n"
+    data.setdefault("files", {})["/proc/driver/nvidia/version"] = {
+        "text": f"NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  {driver}  Release Build  (dvs@b)\n"}
+    (finding,) = run_checks(Snapshot(data), only=["xid-errors"], strict=True)
+    assert finding.status is expected and f"Xid 144 ({meaning})" in finding.summary, finding.summary

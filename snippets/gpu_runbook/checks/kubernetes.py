@@ -607,6 +607,10 @@ XID_NEEDS_RESET = {
     140: "unrecovered ECC error", 143: "GPU initialization failure", 151: "key rotation error",
     155: "NVLink SW defined error", 156: "resource retirement event", 158: "GPU fatal timeout",
 }
+# Drivers of the 550 branch number the key rotation error (151 from 555) 144: nverror.h defines
+# ROBUST_CHANNEL_KEY_ROTATION_ERROR as 144 in 550.40.63-550.40.85 and 550.76-550.163.01, and no 144 at all in the
+# other 550 releases, so on 550 an Xid 144 is a key rotation error, not an NVLink5 one.
+KEY_ROTATION_144_BRANCH = "550"
 # Immediate action IGNORE: the driver recovered by itself; a code that keeps repeating is still worth a support case.
 # Xid 63 is IGNORE there too, but its line asks for a reset to activate the remapped row: it stays a warning.
 # 152 and 153 (DLA errors in the catalog, RESERVED7_ERROR/RESERVED8_ERROR in nverror.h from 560.28.03), 157
@@ -641,24 +645,26 @@ XID_MEANING = {
 }
 
 
-def _xid_summary(events: list[XidEvent]) -> str:
+def _xid_summary(events: list[XidEvent], meaning: Optional[dict[int, str]] = None) -> str:
     by_code: dict[int, set[str]] = {}
     for event in events:
         by_code.setdefault(event.code, set()).add(event.pci)
-    return "; ".join(f"Xid {code} ({XID_MEANING.get(code, 'see the Xid catalog')}) on {', '.join(sorted(pcis))}"
+    names = meaning or XID_MEANING
+    return "; ".join(f"Xid {code} ({names.get(code, 'see the Xid catalog')}) on {', '.join(sorted(pcis))}"
                      for code, pcis in sorted(by_code.items()))
 
 
 # --8<-- [start:xid-errors]
 @check("xid-errors", title="No GPU Xid errors that need action in the kernel log", page="health-monitoring",
-       facts=("kernel_log",))
-def xid_errors(dmesg: CommandFact) -> Verdict:
+       facts=("kernel_log",), optional=("kernel_driver",))
+def xid_errors(dmesg: CommandFact, driver: Optional[DriverVersion] = None) -> Verdict:
     """The kernel log holds NVRM Xid errors since boot: fail for those after which the GPU needs a reset or
     reboot (codes such as 79 fallen off the bus, 48/95 uncorrectable ECC, 119/120 GSP and 158 fatal timeout,
     which NVIDIA's Xid catalog resolves as RESET_GPU, RESTART_BM or RESTART_VM or with its Xid 48 and NVLink
     workflows; an Xid 154 naming a recovery action other than None; a Blackwell NVLink5 Xid 144-150 marked
-    Fatal), warn for those that end an application (13, 31, 94, ...), follow another error (45), report a
-    Nonfatal NVLink5 event, or have no immediate action in the catalog (162-172).
+    Fatal; Xid 144 on a 550 driver, which numbers the key rotation error so), warn for those that end an
+    application (13, 31, 94, ...), follow another error (45), report a Nonfatal NVLink5 event, or have no
+    immediate action in the catalog (162-172).
 
     ## Why it matters
     An Xid is the driver's report of a GPU error. Application-level ones (a page fault, an engine
@@ -679,7 +685,9 @@ def xid_errors(dmesg: CommandFact) -> Verdict:
     events = parse_xid_lines(log)
     # A long kernel log is cut at its start: the newest lines, where a fresh Xid is, are always kept.
     truncated = dmesg.truncated
-    reset = [e for e in events if e.code in XID_NEEDS_RESET
+    key_rotation_144 = driver is not None and driver.version.split(".")[0] == KEY_ROTATION_144_BRANCH
+    meaning = {**XID_MEANING, 144: "key rotation error, as 550 drivers number it"} if key_rotation_144 else XID_MEANING
+    reset = [e for e in events if e.code in XID_NEEDS_RESET or (e.code == 144 and key_rotation_144)
              or (e.code in XID_NVLINK5 and NVLINK5_FATAL.search(e.message))]
     actions = [(e, xid_recovery_action(e.message)) for e in events if e.code == 154]
     reset += [e for e, action in actions if action and action.lower() != "none"]
@@ -691,19 +699,20 @@ def xid_errors(dmesg: CommandFact) -> Verdict:
                                 "no_action": sorted({e.code for e in quiet}), "log_truncated": truncated}
     if reset:
         return fail(f"{len(reset)} Xid error(s) that need a GPU reset or reboot (expected none): "
-                    f"{_xid_summary(reset)}",
+                    f"{_xid_summary(reset, meaning)}",
                     "Cordon and drain the node, then reset the GPU or reboot (recovery runbook); a GPU that "
                     "repeats Xid 79, 48 or 95 needs service.", evidence, anchor="reset-xids")
     if act:
-        return warn(f"{len(act)} application-level Xid error(s) since boot (expected none): {_xid_summary(act)}",
+        return warn(f"{len(act)} application-level Xid error(s) since boot (expected none): "
+                    f"{_xid_summary(act, meaning)}",
                     "Find the process named in the Xid line and debug it (compute-sanitizer for 13/31); "
                     "repeated Xids across different jobs point at the GPU: watch it.",
                     evidence, anchor="application-xids")
     if quiet:
-        return ok(f"only Xids NVIDIA's catalog resolves as IGNORE since boot: {_xid_summary(quiet)} "
+        return ok(f"only Xids NVIDIA's catalog resolves as IGNORE since boot: {_xid_summary(quiet, meaning)} "
                   "(contact NVIDIA support if they repeat)", evidence)
     if settled:
-        return ok(f"Xid 154 only, with no recovery action pending: {_xid_summary(settled)}", evidence)
+        return ok(f"Xid 154 only, with no recovery action pending: {_xid_summary(settled, meaning)}", evidence)
     if not log.strip():
         return unknown("dmesg printed nothing: the kernel log could not be read (restricted or empty)", evidence)
     if truncated:
