@@ -10,6 +10,7 @@ toolkit config.toml its `nvidia` runtime resolves. `gpu-runbook collect` stores 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any, Optional
 
 from gpu_runbook.parsers.operands import operator_runtime_config
@@ -22,7 +23,11 @@ RANCHER = {"rke2": "/var/lib/rancher/rke2/agent/etc/containerd/",
            "k3s": "/var/lib/rancher/k3s/agent/etc/containerd/"}
 # Both share k3s's socket path (docs.rke2.io/reference/cli_tools names it for RKE2).
 RANCHER_SOCKETS = {"k3s": "/run/k3s/containerd/containerd.sock", "rke2": "/run/k3s/containerd/containerd.sock"}
-UNIT_DIRS = ("/etc/systemd/system/", "/usr/lib/systemd/system/", "/lib/systemd/system/")
+# Where system units live, in systemd's order of precedence: transient units (systemd-run, JupyterHub's
+# SystemdSpawner), the administrator's, runtime and packaged units. Engines are looked for in the persistent ones.
+SYSTEM_UNIT_DIRS = ("/run/systemd/transient/", "/etc/systemd/system/", "/run/systemd/system/",
+                    "/usr/lib/systemd/system/", "/lib/systemd/system/")
+UNIT_DIRS = tuple(d for d in SYSTEM_UNIT_DIRS if not d.startswith("/run/"))
 # kind -> (unit names, sockets, configuration files) of the rootful engine
 ROOTFUL: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
     "docker": (("docker.service",), ("/run/docker.sock", "/var/run/docker.sock"), ("/etc/docker/daemon.json",)),
@@ -44,6 +49,19 @@ def strip_template(text: str) -> str:
     return "\n".join("" if "{{" in line else line for line in (text or "").split("\n"))
 
 
+def unit_assignments(texts: list[str]) -> Iterator[tuple[str, str]]:
+    """The `Key=value` lines of a unit and its drop-ins, in the order systemd reads them (value unstripped).
+
+    >>> list(unit_assignments(["[Service]\\nDeviceAllow=/dev/nvidiactl rw\\n", "DeviceAllow=\\n"]))
+    [('DeviceAllow', '/dev/nvidiactl rw'), ('DeviceAllow', '')]
+    """
+    for text in texts:
+        for line in (text or "").splitlines():
+            key, sep, value = line.strip().partition("=")
+            if sep:
+                yield key.strip(), value
+
+
 def unit_environment(text: str) -> dict[str, str]:
     """The XDG_CONFIG_HOME and NVIDIA_CTK_CONFIG_FILE_PATH a systemd unit sets with Environment= lines.
 
@@ -51,9 +69,8 @@ def unit_environment(text: str) -> dict[str, str]:
     {'XDG_CONFIG_HOME': '/srv/cfg'}
     """
     found: dict[str, str] = {}
-    for line in (text or "").splitlines():
-        key, sep, value = line.strip().partition("=")
-        if key.strip() != "Environment" or not sep:
+    for key, value in unit_assignments([text]):
+        if key != "Environment":
             continue
         for match in re.finditer(r'"([^"]*)"|(\S+)', value):
             name, eq, setting = (match.group(1) or match.group(2) or "").partition("=")
@@ -107,14 +124,12 @@ def unit_dependencies(texts: list[str], key: str) -> set[str]:
     set()
     """
     found: set[str] = set()
-    for text in texts:
-        for line in (text or "").splitlines():
-            name, sep, value = line.strip().partition("=")
-            if not sep or name.strip() != key:
-                continue
-            if not value.strip():
-                found.clear()
-            found.update(value.split())
+    for name, value in unit_assignments(texts):
+        if name != key:
+            continue
+        if not value.strip():
+            found.clear()
+        found.update(value.split())
     return found
 
 

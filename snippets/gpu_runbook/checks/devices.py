@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any, Optional
 
+from gpu_runbook.checks.containers import runtime_mode
 from gpu_runbook.facts import (
     NVIDIA_MODESET_MINOR,
     NVIDIACTL_MINOR,
@@ -716,9 +717,8 @@ def bpf_jit_harden_blocks_device_filter(cgroup: dict[str, Any], toolkit: list[st
     if isinstance(cli, dict) and cli.get("no-cgroups") is True:  # a rootless setup: the hook passes --no-cgroups
         return ok(f"bpf_jit_harden = 2, but no-cgroups = true in {(config or {}).get('path')}: nvidia-container-cli "
                   "leaves the device filter alone", evidence)
-    runtime = doc.get("nvidia-container-runtime")
-    mode = runtime.get("mode") if isinstance(runtime, dict) else None
-    if mode in ("cdi", "jit-cdi", "csv"):  # set explicitly: the hook refuses to run, runc writes the filter
+    mode, explicit, _ = runtime_mode(config, None)
+    if explicit and mode in ("cdi", "jit-cdi", "csv"):  # the hook refuses to run, runc writes the filter
         return ok(f"bpf_jit_harden = 2, but the runtime's mode is {mode}: runc writes the device filter itself and "
                   "nvidia-container-cli is not used", evidence)
     summary = ("bpf_jit_harden = 2 on cgroup v2: nvidia-container-cli (legacy mode) cannot extend runc's "

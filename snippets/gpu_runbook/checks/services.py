@@ -6,7 +6,7 @@ import fnmatch
 import re
 from typing import Any, Optional
 
-from gpu_runbook.engines import unit_texts
+from gpu_runbook.engines import SYSTEM_UNIT_DIRS, unit_assignments, unit_texts
 from gpu_runbook.findings import Verdict, fail, ok, skip, unknown, warn
 from gpu_runbook.registry import check, fact
 from gpu_runbook.snapshot import NOT_PRESENT, Missing, Snapshot
@@ -18,10 +18,6 @@ GPU_PROGRAM = re.compile(r"ollama|jellyfin|plex|emby|jupyter|tdarr|frigate|vllm|
                          r"stable-diffusion|sunshine|llama|localai|ffmpeg|tensorflow|torchrun", re.IGNORECASE)
 GPU_ENV = re.compile(r"\b(?:CUDA_VISIBLE_DEVICES|NVIDIA_VISIBLE_DEVICES)=")
 TRUE = {"1", "yes", "true", "on"}
-# Where system units live, in systemd's order of precedence: transient units (systemd-run, JupyterHub's
-# SystemdSpawner) first, then the administrator's, runtime and packaged units.
-SERVICE_DIRS = ("/run/systemd/transient/", "/etc/systemd/system/", "/run/systemd/system/",
-                "/usr/lib/systemd/system/", "/lib/systemd/system/")
 # The nodes a CUDA program opens read-write: the control node and a GPU (major 195) and nvidia-uvm.
 # The names /proc/devices gives them up to R535 and from R545, for judging `char-` entries when it was not
 # read; 511 only stands in for nvidia-uvm's major, which the kernel assigns when the module loads.
@@ -39,24 +35,20 @@ def unit_sandbox(texts: list[str]) -> dict[str, Any]:
     """
     settings: dict[str, Any] = {"private_devices": False, "device_policy": "auto", "device_allow": [],
                                 "protect_clock": False, "exec": "", "gpu_env": False}
-    for text in texts:
-        for line in (text or "").splitlines():
-            key, sep, value = line.strip().partition("=")
-            if not sep:
-                continue
-            key, value = key.strip(), value.strip()
-            if key == "PrivateDevices":
-                settings["private_devices"] = value.lower() in TRUE
-            elif key == "ProtectClock":
-                settings["protect_clock"] = value.lower() in TRUE
-            elif key == "DevicePolicy":
-                settings["device_policy"] = value.lower() or "auto"
-            elif key == "DeviceAllow":
-                settings["device_allow"] = settings["device_allow"] + [value] if value else []
-            elif key == "ExecStart":
-                settings["exec"] = value
-            elif key == "Environment" and GPU_ENV.search(value):
-                settings["gpu_env"] = True
+    for key, raw in unit_assignments(texts):
+        value = raw.strip()
+        if key == "PrivateDevices":
+            settings["private_devices"] = value.lower() in TRUE
+        elif key == "ProtectClock":
+            settings["protect_clock"] = value.lower() in TRUE
+        elif key == "DevicePolicy":
+            settings["device_policy"] = value.lower() or "auto"
+        elif key == "DeviceAllow":
+            settings["device_allow"] = settings["device_allow"] + [value] if value else []
+        elif key == "ExecStart":
+            settings["exec"] = value
+        elif key == "Environment" and GPU_ENV.search(value):
+            settings["gpu_env"] = True
     return settings
 
 
@@ -138,7 +130,7 @@ def gpu_services_fact(snapshot: Snapshot) -> dict[str, dict[str, Any]]:
     """GPU services among the system units the snapshot holds: unit name -> its device settings, or
     {"error": why} when a file of the unit could not be read."""
     names: set[str] = set()
-    for directory in SERVICE_DIRS:
+    for directory in SYSTEM_UNIT_DIRS:
         for path, file_ in snapshot.files_matching(directory).items():
             name = path[len(directory):]
             if "/" not in name and name.endswith(".service") and (file_.exists or file_.error not in NOT_PRESENT):
@@ -148,7 +140,7 @@ def gpu_services_fact(snapshot: Snapshot) -> dict[str, dict[str, Any]]:
         if name.startswith("nvidia-"):  # the driver's and toolkit's own units
             continue
         try:
-            settings = unit_sandbox(unit_texts(snapshot, name, SERVICE_DIRS))
+            settings = unit_sandbox(unit_texts(snapshot, name, SYSTEM_UNIT_DIRS))
         except Missing as error:
             if GPU_PROGRAM.search(name):
                 services[name] = {"error": str(error)}
