@@ -295,6 +295,25 @@ def test_bpf_jit_harden_does_not_apply_with_no_cgroups() -> None:
     assert finding.status.value == "ok" and "no-cgroups = true" in finding.summary, finding.summary
 
 
+@pytest.mark.parametrize("extra, status", [
+    ({}, "ok"),
+    ({"/usr/lib/systemd/system/docker.service": "[Service]\nExecStart=/usr/bin/dockerd\n"}, "fail"),
+    ({"/etc/crio/crio.conf": "[crio.runtime]\n"}, "fail"),
+    ({"/etc/nvidia-container-runtime/config.toml": "[nvidia-container-runtime]\nmode = \"legacy\"\n"}, "fail"),
+])
+def test_bpf_jit_harden_passes_only_where_nothing_runs_the_legacy_hook(extra: dict[str, str], status: str) -> None:
+    """containerd alone with `auto` resolving to jit-cdi passes; Docker (--gpus), CRI-O (OCI hook file) or a
+    legacy mode bring nvidia-container-cli back, and the hardened sysctl fails again."""
+    from gpu_runbook.registry import run_checks
+
+    data = json.loads(json.dumps(load_scenario(
+        SCENARIO_DIR / "cgroup-device-access" / "fixed-bpf-jit-harden-containerd-jit-cdi.json")["snapshot"]))
+    for path, text in extra.items():
+        data["files"][path] = {"text": text}
+    finding = run_checks(Snapshot(data), only=["bpf-jit-harden"])[0]
+    assert finding.status.value == status, finding.summary
+
+
 def test_engine_environment_follows_systemd_precedence() -> None:
     """The runtime's config path comes from the unit systemd runs: an /etc copy replaces the package's unit
     (its Environment= too), and a drop-in applies over either, whichever directory holds it."""

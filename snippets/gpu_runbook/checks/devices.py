@@ -681,9 +681,10 @@ def _judge_devices_list(cgroup: dict[str, Any], nodes: Optional[dict[str, dict[s
 
 # --8<-- [start:bpf-jit-harden]
 @check("bpf-jit-harden", title="eBPF JIT hardening lets the toolkit add device rules", page="cgroup-device-access",
-       facts=("cgroup_setup", "toolkit_binaries"), optional=("bpf_jit", "toolkit_config"))
+       facts=("cgroup_setup", "toolkit_binaries"), optional=("bpf_jit", "toolkit_config", "engines"))
 def bpf_jit_harden_blocks_device_filter(cgroup: dict[str, Any], toolkit: list[str], jit: Optional[dict[str, str]],
-                                        config: Optional[dict[str, Any]] = None) -> Verdict:
+                                        config: Optional[dict[str, Any]] = None,
+                                        engines: Optional[dict[str, dict[str, Any]]] = None) -> Verdict:
     """net.core.bpf_jit_harden=2 on cgroup v2: libnvidia-container cannot read back runc's device filter
     and fails with "unable to generate new device filter program from existing programs".
 
@@ -696,7 +697,9 @@ def bpf_jit_harden_blocks_device_filter(cgroup: dict[str, Any], toolkit: list[st
     ## Evidence
     /proc/sys/net/core/bpf_jit_harden and bpf_jit_enable, the cgroup version, the toolkit binaries, and
     no-cgroups and the runtime's mode in the toolkit's config.toml (an explicit cdi, jit-cdi or csv mode
-    leaves nvidia-container-cli out).
+    leaves nvidia-container-cli out), and the container engines: where containerd is the only one and its
+    runtime's `auto` mode resolves to jit-cdi (toolkit 1.18.0 and later), nothing runs the legacy hook.
+    Docker's `--gpus` and CRI-O's OCI hook file run the hook, which resolves `auto` to legacy.
 
     ## References
     NVIDIA/libnvidia-container issue #176; Linux kernel/bpf/syscall.c (bpf_prog_get_info_by_fd,
@@ -721,6 +724,9 @@ def bpf_jit_harden_blocks_device_filter(cgroup: dict[str, Any], toolkit: list[st
     if explicit and mode in ("cdi", "jit-cdi", "csv"):  # the hook refuses to run, runc writes the filter
         return ok(f"bpf_jit_harden = 2, but the runtime's mode is {mode}: runc writes the device filter itself and "
                   "nvidia-container-cli is not used", evidence)
+    cdi_only = _containerd_without_legacy_hook(engines)
+    if cdi_only:
+        return ok(f"bpf_jit_harden = 2, but {cdi_only}: nvidia-container-cli is not used", evidence)
     summary = ("bpf_jit_harden = 2 on cgroup v2: nvidia-container-cli (legacy mode) cannot extend runc's "
                "device filter (\"unable to generate new device filter program\")")
     fix = ("Set net.core.bpf_jit_harden=1 (sysctl -w, and persist in /etc/sysctl.d), or use CDI mode, "
@@ -729,6 +735,30 @@ def bpf_jit_harden_blocks_device_filter(cgroup: dict[str, Any], toolkit: list[st
         return warn(summary + " (latent: nvidia-container-cli is not installed)", fix, evidence,
                     anchor="bpf-jit-harden")
     return fail(summary, fix, evidence, anchor="bpf-jit-harden")
+
+
+def _containerd_without_legacy_hook(engines: Optional[dict[str, dict[str, Any]]]) -> str:
+    """Why no container here can reach nvidia-container-cli, or "" when one can (or it is not known).
+
+    Only containerd qualifies: Docker's `--gpus` adds the runtime hook, CRI-O may run it from an OCI hook file
+    (the toolkit installer's hook mode), and Podman from one in hooks.d, none of which the snapshot reads.
+
+    >>> _containerd_without_legacy_hook({"containerd": {"kind": "containerd", "mode": "jit-cdi"}})
+    'containerd is the only engine and its runtime resolves to jit-cdi'
+    >>> _containerd_without_legacy_hook({"containerd": {"kind": "containerd", "mode": "jit-cdi"},
+    ...                                  "docker": {"kind": "docker", "mode": "jit-cdi"}})
+    ''
+    """
+    strong = {eid: e for eid, e in (engines or {}).items() if not e.get("weak")}
+    if not strong or any(e.get("kind") != "containerd" for e in strong.values()):
+        return ""
+    modes = sorted({str(e.get("mode")) for e in strong.values()})
+    if not set(modes) <= {"jit-cdi", "cdi", "csv"}:
+        return ""
+    names = ", ".join(sorted(strong))
+    verb = "is the only engine and its runtime resolves" if len(strong) == 1 else \
+        "are the only engines and their runtimes resolve"
+    return f"{names} {verb} to {' / '.join(modes)}"
 # --8<-- [end:bpf-jit-harden]
 
 
