@@ -66,7 +66,8 @@ CHECKS: dict[str, CheckSpec] = {}
 
 # Components a version boundary may belong to (the names the pages' `versions:` front matter uses too).
 COMPONENTS = ("driver", "cuda", "toolkit", "device-plugin", "gfd", "gpu-operator", "mig-parted", "dcgm-exporter",
-              "kubernetes", "containerd", "docker", "cri-o", "podman", "runc", "systemd", "kernel", "nccl")
+              "kubernetes", "containerd", "docker", "cri-o", "podman", "runc", "systemd", "kernel", "nccl",
+              "container-selinux")
 
 
 @dataclass(frozen=True)

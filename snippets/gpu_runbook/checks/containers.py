@@ -414,7 +414,8 @@ def driver_cuda_version_fact(snapshot: Snapshot) -> str:
 
 @fact("selinux")
 def selinux_fact(snapshot: Snapshot) -> dict[str, Any]:
-    """SELinux mode (enforcing / permissive / disabled) and the container device booleans."""
+    """SELinux mode (enforcing / permissive / disabled), the container device booleans and the
+    container-selinux version (RPM hosts; None elsewhere or when it was not collected)."""
     mode: Optional[str] = None
     enforce = snapshot.file("/sys/fs/selinux/enforce")
     if enforce.exists:
@@ -434,7 +435,9 @@ def selinux_fact(snapshot: Snapshot) -> dict[str, Any]:
         file_ = snapshot.file(f"/sys/fs/selinux/booleans/{name}")
         booleans[name] = (file_.text or "").split()[0] == "1" if file_.exists and (file_.text or "").split() \
             else None
-    return {"mode": mode, "booleans": booleans}
+    rpm = snapshot.command("container-selinux-version")
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)+)\s*", rpm.stdout or "") if rpm.ran and rpm.exit == 0 else None
+    return {"mode": mode, "booleans": booleans, "container_selinux": found.group(1) if found else None}
 
 
 @fact("cli_info_cmd")
@@ -1668,21 +1671,26 @@ def forward_compat_unusable(compat: list[dict[str, Any]], driver: DriverVersion,
 
 
 # --8<-- [start:selinux-devices]
+# container_use_devices allows map on device nodes from this release (container.te)
+CONTAINER_SELINUX_MAP = boundary("selinux.container-use-devices-map-from", "container-selinux", "2.213.0")
+
+
 @check("selinux-devices", title="SELinux lets containers open the GPU", page="selinux",
        facts=("selinux",), optional=("nvidia_nodes", "unreadable_facts"))
 def selinux_blocks_gpu(selinux: dict[str, Any], nodes: Optional[dict[str, dict[str, Any]]],
                        unreadable: Optional[dict[str, str]]) -> Verdict:
     """SELinux is enforcing and confined containers (container_t) may not open the NVIDIA device nodes:
-    neither container_use_devices nor container_use_xserver_devices is on, only the wider
-    container_use_devices is on where the policy has the GPU boolean, or the nodes carry a generic label.
+    neither container_use_devices nor container_use_xserver_devices is on, only container_use_devices is on
+    in a container-selinux older than v2.213.0 (no map permission), or the nodes carry a generic label.
 
     ## Why it matters
     The denial shows inside the container as `Failed to initialize NVML: Insufficient Permissions` and
     in the audit log as an AVC denial on /dev/nvidia*.
 
     ## Evidence
-    /sys/fs/selinux/enforce (or getenforce), the two container booleans, and the SELinux label of each
-    /dev/nvidia* node.
+    /sys/fs/selinux/enforce (or getenforce), the two container booleans, the container-selinux version
+    (rpm), and the SELinux label of each /dev/nvidia* node. A policy that has container_use_xserver_devices
+    is v2.232.0 or later, whose container_use_devices includes map (container.te).
 
     ## References
     NVIDIA Container Toolkit troubleshooting, "NVML: Insufficient Permissions and SELinux";
@@ -1693,7 +1701,8 @@ def selinux_blocks_gpu(selinux: dict[str, Any], nodes: Optional[dict[str, dict[s
     labels = {p: n["selinux"] for p, n in (nodes or {}).items() if isinstance(n.get("selinux"), str)
               and n["selinux"]}
     booleans = selinux["booleans"]
-    evidence = {"mode": mode, "booleans": booleans, "labels": labels}
+    evidence = {"mode": mode, "booleans": booleans, "labels": labels,
+                "container_selinux": selinux.get("container_selinux")}
     if mode == "disabled":
         return skip("SELinux is disabled", evidence)
     if mode != "enforcing":
@@ -1712,13 +1721,19 @@ def selinux_blocks_gpu(selinux: dict[str, Any], nodes: Optional[dict[str, dict[s
         if unread:
             return _cannot_conclude(unread, evidence, "the GPU device labels or booleans cannot be judged")
         on = [b for b, v in booleans.items() if v]
-        if booleans.get("container_use_xserver_devices") is False:
-            # The policy has the dedicated GPU boolean and it is off. container_use_devices grants every device
-            # type, but the map permission only from container-selinux v2.213.0 (container.te).
-            return warn("SELinux enforcing; container_use_devices on but container_use_xserver_devices off: "
-                        "container_use_devices lets containers map the NVIDIA nodes only with container-selinux "
-                        "v2.213.0 or later", "setsebool -P container_use_xserver_devices on, then check "
-                        "ausearch -m avc for new denials.", evidence, anchor="boolean")
+        if booleans.get("container_use_xserver_devices") is None:
+            # Only container_use_devices is on, in a policy older than v2.232.0 (no GPU boolean). It grants every
+            # device type, but the map permission CUDA needs only from container-selinux v2.213.0 (container.te).
+            version = selinux.get("container_selinux")
+            if version is None:
+                return ok("SELinux enforcing; container_use_devices on: confined containers may use the GPU if "
+                          "container-selinux is v2.213.0 or later (map on device nodes; version not collected)",
+                          evidence)
+            if (version_tuple(version) or (0,)) < CONTAINER_SELINUX_MAP:
+                return warn(f"SELinux enforcing; container_use_devices on, but container-selinux {version} does not "
+                            "let containers map device nodes (from v2.213.0)",
+                            "Update container-selinux to 2.213.0 or later, or add a policy module "
+                            "(ausearch -m avc -ts recent | audit2allow -M ...).", evidence, anchor="boolean")
         return ok(f"SELinux enforcing; {', '.join(on)} on: confined containers may use the GPU", evidence)
     if all(v is None for v in booleans.values()):
         return unknown("SELinux is enforcing but the container booleans were not readable", evidence)
