@@ -316,6 +316,7 @@ def test_cgroup_root_on_a_host_is_not_called_a_namespace() -> None:
 @pytest.mark.parametrize(("line", "anchor"), [
     ("NVRM: This can occur when another driver was loaded and", "nouveau"),
     ("NVRM: nvidia.ko because it does not include the required GPU", "open-module-pre-turing"),
+    ("NVRM:  supported through the NVIDIA 580.xx Legacy drivers. Please", "pre-turing-590"),
     ("Loading of unsigned module is rejected", "secure-boot"),
     ("Lockdown: modprobe: unsigned module loading is restricted; see man kernel_lockdown.7", "secure-boot"),
 ])
@@ -325,6 +326,17 @@ def test_kernel_log_names_why_nvidia_is_not_loaded(line: str, anchor: str) -> No
     data["commands"]["dmesg"] = _dmesg(probe + f"[ 4.9] {line}\n")
     finding = _finding(data, "kernel-modules-loaded")
     assert finding.status is Status.FAIL and finding.url.endswith("#" + anchor), finding
+
+
+def test_a_legacy_gpu_beside_a_supported_one_fails_with_the_module_loaded() -> None:
+    """A host with a Turing-or-later GPU and a Pascal one on a 595 driver: nvidia loads for the first, the kernel
+    log says the second is ignored; the 580 fixed host (no such line) passes."""
+    fixed = load_scenario(SCENARIO_DIR / "kernel-modules" / "fixed-proprietary-module-pre-turing-gpu.json")["snapshot"]
+    assert _finding(fixed, "kernel-modules-loaded").status is Status.OK
+    fixed["commands"]["dmesg"] = _dmesg("[ 3.4] NVRM:  supported through the NVIDIA 580.xx Legacy drivers. Please\n")
+    finding = _finding(fixed, "kernel-modules-loaded")
+    assert finding.status is Status.FAIL and finding.url.endswith("#pre-turing-590"), finding
+    assert "module is loaded" in finding.summary
 
 
 @pytest.mark.parametrize(("release", "dxg", "in_container", "status", "expect"), [

@@ -787,6 +787,10 @@ LOAD_CAUSES = {
         "Install the proprietary kernel module flavour of the driver (open is the default since 560; Maxwell, "
         "Pascal and Volta need the proprietary one, of a 580-branch driver: later branches support neither "
         "flavour on them), then reboot."),
+    "legacy-branch": (
+        "this driver ignores a GPU that only an older (legacy) branch supports", "pre-turing-590",
+        "Install the legacy branch the message names, proprietary flavour (580.xx for Maxwell, Pascal and Volta, "
+        "which 590 and later do not drive: the distribution's 580 legacy package or a pinned branch), then reboot."),
     "another-driver": (
         "another driver owns the GPU (the probe routine was not called)", "nouveau",
         "Find the driver in use (lspci -k -d 10de:), blacklist it (nouveau) or unbind it, rebuild the initramfs "
@@ -814,7 +818,8 @@ def kernel_modules_not_loaded(  # noqa: PLR0917 (the registry passes each declar
     Without nvidia.ko there is no /proc/driver/nvidia, no /dev/nvidiactl and NVML reports Driver Not Loaded.
     Without nvidia_uvm CUDA cannot start. nvidia_modeset and nvidia_drm serve displays and are optional on a
     headless compute host. Where the kernel log holds the reason (open module on a pre-Turing GPU, another
-    driver first, a refused signature, missing GSP firmware), the finding names it. Under WSL 2 there is no
+    driver first, a refused signature, missing GSP firmware, a GPU only a legacy branch supports), the finding
+    names it. Under WSL 2 there is no
     nvidia module by design (the Windows driver lends the GPU through /dev/dxg): the check does not apply there,
     and WSL without /dev/dxg has no GPU from Windows at all.
 
@@ -845,6 +850,10 @@ def kernel_modules_not_loaded(  # noqa: PLR0917 (the registry passes each declar
     if "open-module-pre-turing" in causes and (driver is None or driver.flavour == "open"):
         cause = LOAD_CAUSES["open-module-pre-turing"]
         return fail(f"the open nvidia module is loaded but {cause[0]}: that GPU is unusable (kernel log)", cause[2],
+                    evidence, anchor=cause[1])
+    if "legacy-branch" in causes:  # the other GPUs loaded the module; the legacy one stays without a driver
+        cause = LOAD_CAUSES["legacy-branch"]
+        return fail(f"the nvidia module is loaded but {cause[0]}: that GPU is unusable (kernel log)", cause[2],
                     evidence, anchor=cause[1])
     if nvidia.get("state") != "Live":
         return fail(f"the nvidia module is {nvidia.get('state')}, not Live", "Wait for it to finish loading; if it "

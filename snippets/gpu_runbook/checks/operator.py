@@ -156,12 +156,13 @@ def gpu_operator_validation_missing(state: dict[str, Any], driver: Optional[Driv
 # nvmlBrandType_t values whose GPUs DCGM gives no profiling (DCP) metrics before Blackwell: GeForce (nvml.h
 # NVML_BRAND_GEFORCE = 5, NVML_BRAND_GEFORCE_RTX = 15). DCP needs a data-center-class (Tesla brand), Quadro RTX or
 # Titan RTX GPU of Volta or later (NVIDIA/dcgm-exporter#5, maintainer's answer); GeForce cards before Blackwell lack
-# it (#294, maintainer: a hardware limitation; #404, RTX 4090); GeForce Blackwell (RTX 50xx) has it (#506: a user
-# finds the RTX 5090 supported).
+# it (#294, maintainer: a hardware limitation; #404, RTX 4090). GeForce Blackwell is not flagged: no NVIDIA document
+# says either way, a user finds the RTX 5090 supported (#506), and DCGM 4.6.0 reads profiling fields through NVML's
+# GPM API wherever NVML reports GPM support (DcgmGpmManager.cpp), so `dcgmi profile --list` decides there.
 NO_DCP_BRANDS = {5: "GeForce", 15: "GeForce RTX"}
 NVML_ARCH_VOLTA = 5  # nvml.h NVML_DEVICE_ARCH_VOLTA; 0xffffffff (UNKNOWN) means newer than the bindings know
 NVML_ARCH_HOPPER = 9  # Hopper and later: DCGM reads DCP through NVML's GPM API, not the profiling module
-NVML_ARCH_BLACKWELL = 10  # nvml.h NVML_DEVICE_ARCH_BLACKWELL: GeForce GPUs of this generation have DCP
+NVML_ARCH_BLACKWELL = 10  # nvml.h NVML_DEVICE_ARCH_BLACKWELL: GeForce GPUs from here on are not flagged
 
 
 def _why_no_dcp(device: dict[str, Any]) -> Optional[str]:
@@ -191,7 +192,8 @@ def dcgm_profiling_unsupported(nvml: dict[str, Any]) -> Verdict:
 
     ## Why it matters
     DCGM's profiling metrics (SM activity, tensor pipe activity, DRAM activity, NVLink/PCIe bytes) exist only on
-    data-center-class, Quadro RTX and Titan RTX GPUs of Volta and later, and on GeForce GPUs from Blackwell on.
+    data-center-class, Quadro RTX and Titan RTX GPUs of Volta and later, not on GeForce GPUs before Blackwell
+    (GeForce Blackwell is not flagged: a user reports the RTX 5090 supported; `dcgmi profile --list` shows it).
     On other GPUs dcgm-exporter logs "Not collecting DCP metrics: ..." and exports none, and dashboards built on
     DCGM_FI_PROF_* stay empty; a collector list that asks for them can fail at start on such a GPU.
 

@@ -296,6 +296,9 @@ def parse_api_mismatches(log: str) -> list[ApiMismatch]:
 MODULE_LOAD_CAUSES = (
     # open module on a GPU without GSP (before Turing); src/nvidia/arch/nvalloc/unix/src/osapi.c
     ("open-module-pre-turing", re.compile(r"nvidia\.ko because it does not include the required GPU")),
+    # a GPU of a legacy architecture under a newer proprietary driver (590+ on Maxwell, Pascal, Volta), which
+    # skips it and, with no other GPU, ends "No NVIDIA GPU found."; a user's paste, NixOS/nixos-hardware#1880
+    ("legacy-branch", re.compile(r"supported through the NVIDIA [\d.]+xx Legacy drivers")),
     # another driver bound the GPU first; kernel-open/nvidia/nv.c (the next line names nouveau before 550 only)
     ("another-driver", re.compile(r"NVRM: The NVIDIA probe routine was not called for \d+ device")),
     # module signature enforcement (kernel/module/signing.c) or lockdown (security/lockdown/lockdown.c)
@@ -315,6 +318,8 @@ def module_load_causes(log: str) -> dict[str, str]:
     {'open-module-pre-turing': 'NVRM: nvidia.ko because it does not include the required GPU'}
     >>> module_load_causes("[ 3.2] Loading of module with unavailable key is rejected\\n")
     {'secure-boot': '[ 3.2] Loading of module with unavailable key is rejected'}
+    >>> module_load_causes("NVRM:  supported through the NVIDIA 580.xx Legacy drivers. Please\\n")
+    {'legacy-branch': 'NVRM:  supported through the NVIDIA 580.xx Legacy drivers. Please'}
     >>> module_load_causes("")
     {}
     """
