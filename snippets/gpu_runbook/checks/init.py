@@ -32,10 +32,15 @@ MEANING = {
     "fell-off-at-probe": ("fell off the bus while the driver probed it (no Xid is logged for this)",
                           "fallen-off-at-probe"),
     "gsp-boot": ("the GSP firmware did not boot", "gsp-boot"),
+    "invalid-bar": ("its PCI memory window (BAR) was not assigned or is invalid", "invalid-bar"),
     "rm-init": ("RmInitAdapter failed", "rm-init-adapter"),
     "probe-failed": ("the driver's probe failed", "fallen-off-at-probe"),
     "none-initialized": ("no NVIDIA GPU was initialised", "rm-init-adapter"),
 }
+
+
+BAR_FIX = ("Give the GPU address space for its BARs (Above 4G Decoding in the firmware setup, a larger 64-bit MMIO "
+           "window for a VM, pci=realloc), then reboot.")
 
 
 def _describe(failure: InitFailure) -> str:
@@ -49,7 +54,8 @@ def _describe(failure: InitFailure) -> str:
        facts=("kernel_log",), optional=("nvml",))
 def gpu_init_failed(log: CommandFact, nvml: Optional[dict[str, Any]]) -> Verdict:
     """The kernel log shows a GPU the driver could not initialise: "RmInitAdapter failed!", "Cannot initialize
-    GSP firmware RM", or a GPU that "has fallen off the bus" while the driver probed it.
+    GSP firmware RM", a GPU that "has fallen off the bus" while the driver probed it, or one whose PCI BAR
+    "is invalid" (unassigned or too small: no 64-bit address space for it).
 
     ## Why it matters
     nvidia-smi then prints "No devices were found", or simply lists one GPU fewer: a GPU that fails its probe
@@ -63,7 +69,8 @@ def gpu_init_failed(log: CommandFact, nvml: Optional[dict[str, Any]]) -> Verdict
 
     ## References
     open-gpu-kernel-modules: src/nvidia/arch/nvalloc/unix/src/osinit.c (RmInitAdapter, rm_init_status),
-    src/nvidia/arch/nvalloc/unix/src/osapi.c (rm_is_supported_device), kernel-open/nvidia/nv.c;
+    src/nvidia/arch/nvalloc/unix/src/osapi.c (rm_is_supported_device), kernel-open/nvidia/nv.c,
+    kernel-open/nvidia/nv-pci.c (nv_pci_validate_bars);
     NVIDIA/open-gpu-kernel-modules#789.
     """
     text = log.output
@@ -101,8 +108,12 @@ def gpu_init_failed(log: CommandFact, nvml: Optional[dict[str, Any]]) -> Verdict
         return fail(f"GPU initialisation failed: {summary[:300]} (the GSP firmware could not be fetched)",
                     "Install the firmware of the loaded driver's version or reboot into a consistent install.",
                     evidence, page="kernel-modules", anchor="gsp-firmware")
-    anchor = "gsp-boot" if any(f.kind == "gsp-boot" or (f.kind == "rm-init" and "GSP" in f.detail)
-                               for f in failures) else MEANING[first.kind][1]
+    if any(f.kind == "invalid-bar" for f in failures):  # the cause, whatever the probe said after it
+        anchor = "invalid-bar"
+    elif any(f.kind == "gsp-boot" or (f.kind == "rm-init" and "GSP" in f.detail) for f in failures):
+        anchor = "gsp-boot"
+    else:
+        anchor = MEANING[first.kind][1]
     fixes = {
         "fallen-off-at-probe": "Drain the node, reseat the GPU or check its power and PCIe slot (the BMC's event "
                                "log), then cold-boot; a GPU that keeps falling off needs service.",
@@ -111,6 +122,7 @@ def gpu_init_failed(log: CommandFact, nvml: Optional[dict[str, Any]]) -> Verdict
                     "nvidia-bug-report.sh for NVIDIA.",
         "rm-init-adapter": "Reload the driver or reboot; if it persists, check the GPU's power and PCIe link and "
                            "collect nvidia-bug-report.sh.",
+        "invalid-bar": BAR_FIX,
     }
     return fail(f"GPU initialisation failed: {summary[:300]}", fixes[anchor], evidence, anchor=anchor)
 # --8<-- [end:gpu-init-failed]
@@ -183,6 +195,11 @@ def gpus_missing_from_driver(pci: list[dict[str, Any]], nvml: Optional[dict[str,
                         f"view: {kinds}; the kernel log says they require the open kernel modules",
                         "Install the open flavour of the same driver version, then reload the driver or reboot.",
                         evidence, page="kernel-modules", anchor="proprietary-on-blackwell")
+        bars = sorted({f.pci for f in failures if f.kind == "invalid-bar" and f.pci in missing})
+        if bars:  # not a hardware fault either: nobody gave the GPU its memory window
+            return fail(f"{len(missing)} of {len(ours)} NVIDIA GPU(s) on the PCI bus are missing from the driver's "
+                        f"view: {kinds}; the kernel log says {', '.join(bars)} got no valid PCI BAR",
+                        BAR_FIX, evidence, anchor="invalid-bar")
         return fail(f"{len(missing)} of {len(ours)} NVIDIA GPU(s) on the PCI bus are missing from the driver's view: "
                     f"{kinds}" + ("; the kernel log says it fell off the bus during the probe" if fell else ""),
                     "Drain the node, then check the GPU's power, seating and PCIe link (BMC event log) and cold-boot; "

@@ -334,7 +334,7 @@ def module_load_causes(log: str) -> dict[str, str]:
 class InitFailure(NamedTuple):
     """One GPU the driver could not bring up, as the kernel log says it."""
 
-    kind: str  # "rm-init", "gsp-boot", "fell-off-at-probe", "probe-failed", "none-initialized"
+    kind: str  # "rm-init", "gsp-boot", "fell-off-at-probe", "invalid-bar", "probe-failed", "none-initialized"
     pci: str  # "0000:98:00.0", or "" where the line does not name one
     detail: str  # the decoded codes or the count
     line: str
@@ -358,6 +358,12 @@ _INIT_FORMS = (
     ("fell-off-at-probe", re.compile(r"NVRM: The NVIDIA GPU " + _PCI + _GAP + r"NVRM: \(PCI ID: [0-9a-fA-F]{4}:"
                                      r"[0-9a-fA-F]{4}\) installed in this system has" + _GAP
                                      + r"NVRM: fallen off the bus and is not responding to commands", re.DOTALL)),
+    # kernel-open/nvidia/nv-pci.c nv_pci_validate_bars: a BAR the firmware or kernel left unassigned or too small;
+    # the probe gives up on the GPU (535.43.02-575.64.05: only for BAR0, other BARs are logged and skipped). The
+    # second line names the BAR, its size and the GPU.
+    ("invalid-bar", re.compile(r"NVRM: This PCI I/O region assigned to your NVIDIA device is invalid:" + _GAP
+                               + r"NVRM: BAR(?P<bar>\d+) is (?P<size>\d+)M @ 0x[0-9a-fA-F]+ \(PCI:(?P<pci>"
+                               r"[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7])\)", re.DOTALL)),
     # kernel-open/nvidia/nv.c: the count of GPUs whose probe failed, and the end of the line when none came up
     ("probe-failed", re.compile(r"NVRM: The NVIDIA probe routine failed for (?P<count>\d+) device\(s\)")),
     ("none-initialized", re.compile(r"NVRM: None of the NVIDIA devices were initialized")),
@@ -380,6 +386,9 @@ def gpu_init_failures(log: str) -> list[InitFailure]:
     [('fell-off-at-probe', '0000:b3:00.0', 'PCI ID 10de:26b5'), ('probe-failed', '', '1 device(s)')]
     >>> gpu_init_failures("[ 903.6] NVRM: GPU 0000:98:00.0: RmInitAdapter failed! (0x62:0x65:1792)")[0][:3]
     ('rm-init', '0000:98:00.0', 'booting the GSP firmware: NV_ERR_TIMEOUT')
+    >>> gpu_init_failures("[ 5.1] NVRM: This PCI I/O region assigned to your NVIDIA device is invalid:\\n"
+    ...     "               NVRM: BAR1 is 0M @ 0x0 (PCI:0000:09:00.0)\\n")[0][:3]
+    ('invalid-bar', '0000:09:00.0', 'BAR1 0 MiB')
     >>> gpu_init_failures("NVRM: loading NVIDIA UNIX Open Kernel Module for x86_64  570.158.01")
     []
     """
@@ -395,6 +404,8 @@ def gpu_init_failures(log: str) -> list[InitFailure]:
             elif kind == "fell-off-at-probe":
                 pci_id = re.search(r"PCI ID: ([0-9a-fA-F]{4}:[0-9a-fA-F]{4})", match.group(0))
                 detail = f"PCI ID {pci_id.group(1).lower()}" if pci_id else ""
+            elif kind == "invalid-bar":
+                detail = f"BAR{names['bar']} {names['size']} MiB"
             elif kind == "probe-failed":
                 detail = f"{names['count']} device(s)"
             else:
