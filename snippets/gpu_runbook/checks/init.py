@@ -32,7 +32,7 @@ MEANING = {
     "fell-off-at-probe": ("fell off the bus while the driver probed it (no Xid is logged for this)",
                           "fallen-off-at-probe"),
     "gsp-boot": ("the GSP firmware did not boot", "gsp-boot"),
-    "invalid-bar": ("its PCI memory window (BAR) was not assigned or is invalid", "invalid-bar"),
+    "invalid-bar": ("its PCI memory window (BAR) was never assigned", "invalid-bar"),
     "rm-init": ("RmInitAdapter failed", "rm-init-adapter"),
     "probe-failed": ("the driver's probe failed", "fallen-off-at-probe"),
     "none-initialized": ("no NVIDIA GPU was initialised", "rm-init-adapter"),
@@ -40,7 +40,8 @@ MEANING = {
 
 
 BAR_FIX = ("Give the GPU address space for its BARs (Above 4G Decoding in the firmware setup, a larger 64-bit MMIO "
-           "window for a VM, pci=realloc), then reboot.")
+           "window for a VM, pci=realloc), then reboot the host, or stop and start the VM (a reboot inside the guest "
+           "keeps the old firmware settings).")
 
 
 def _describe(failure: InitFailure) -> str:
@@ -55,7 +56,7 @@ def _describe(failure: InitFailure) -> str:
 def gpu_init_failed(log: CommandFact, nvml: Optional[dict[str, Any]]) -> Verdict:
     """The kernel log shows a GPU the driver could not initialise: "RmInitAdapter failed!", "Cannot initialize
     GSP firmware RM", a GPU that "has fallen off the bus" while the driver probed it, or one whose PCI BAR
-    "is invalid" (unassigned or too small: no 64-bit address space for it).
+    "is invalid" (left unassigned, typically for want of 64-bit address space, so the probe fails).
 
     ## Why it matters
     nvidia-smi then prints "No devices were found", or simply lists one GPU fewer: a GPU that fails its probe

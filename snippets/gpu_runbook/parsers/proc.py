@@ -358,9 +358,9 @@ _INIT_FORMS = (
     ("fell-off-at-probe", re.compile(r"NVRM: The NVIDIA GPU " + _PCI + _GAP + r"NVRM: \(PCI ID: [0-9a-fA-F]{4}:"
                                      r"[0-9a-fA-F]{4}\) installed in this system has" + _GAP
                                      + r"NVRM: fallen off the bus and is not responding to commands", re.DOTALL)),
-    # kernel-open/nvidia/nv-pci.c nv_pci_validate_bars: a BAR the firmware or kernel left unassigned or too small;
-    # the probe gives up on the GPU (535.43.02-575.64.05: only for BAR0, other BARs are logged and skipped). The
-    # second line names the BAR, its size and the GPU.
+    # kernel-open/nvidia/nv-pci.c nv_pci_validate_bars: a BAR the firmware or kernel left unassigned (start or size
+    # zero); the probe gives up on the GPU (535.43.02-575.64.05: only for BAR0, other BARs are logged and skipped).
+    # The second line names the BAR, its size and the GPU.
     ("invalid-bar", re.compile(r"NVRM: This PCI I/O region assigned to your NVIDIA device is invalid:" + _GAP
                                + r"NVRM: BAR(?P<bar>\d+) is (?P<size>\d+)M @ 0x[0-9a-fA-F]+ \(PCI:(?P<pci>"
                                r"[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7])\)", re.DOTALL)),
@@ -368,6 +368,14 @@ _INIT_FORMS = (
     ("probe-failed", re.compile(r"NVRM: The NVIDIA probe routine failed for (?P<count>\d+) device\(s\)")),
     ("none-initialized", re.compile(r"NVRM: None of the NVIDIA devices were initialized")),
 )
+
+
+def _probe_failed(log: str, pci: str) -> bool:
+    """Whether the kernel logged a failed nvidia probe of this GPU (drivers/base/dd.c; the wording changed in
+    Linux 6.x from "nvidia: probe of <pci> failed" to "nvidia <pci>: probe with driver nvidia failed")."""
+    address = re.escape(pci)
+    return re.search(rf"(?i)nvidia: probe of {address} failed|nvidia {address}: probe with driver nvidia failed",
+                     log) is not None
 
 
 def gpu_init_failures(log: str) -> list[InitFailure]:
@@ -387,8 +395,11 @@ def gpu_init_failures(log: str) -> list[InitFailure]:
     >>> gpu_init_failures("[ 903.6] NVRM: GPU 0000:98:00.0: RmInitAdapter failed! (0x62:0x65:1792)")[0][:3]
     ('rm-init', '0000:98:00.0', 'booting the GSP firmware: NV_ERR_TIMEOUT')
     >>> gpu_init_failures("[ 5.1] NVRM: This PCI I/O region assigned to your NVIDIA device is invalid:\\n"
-    ...     "               NVRM: BAR1 is 0M @ 0x0 (PCI:0000:09:00.0)\\n")[0][:3]
-    ('invalid-bar', '0000:09:00.0', 'BAR1 0 MiB')
+    ...     "               NVRM: BAR0 is 0M @ 0x0 (PCI:0000:09:00.0)\\n")[0][:3]
+    ('invalid-bar', '0000:09:00.0', 'BAR0 0 MiB')
+    >>> gpu_init_failures("NVRM: This PCI I/O region assigned to your NVIDIA device is invalid:\\n"
+    ...     "NVRM: BAR1 is 0M @ 0x0 (PCI:0009:01:00.1)\\n")  # a BAR the 535-575 drivers skip: the probe went on
+    []
     >>> gpu_init_failures("NVRM: loading NVIDIA UNIX Open Kernel Module for x86_64  570.158.01")
     []
     """
@@ -405,6 +416,10 @@ def gpu_init_failures(log: str) -> list[InitFailure]:
                 pci_id = re.search(r"PCI ID: ([0-9a-fA-F]{4}:[0-9a-fA-F]{4})", match.group(0))
                 detail = f"PCI ID {pci_id.group(1).lower()}" if pci_id else ""
             elif kind == "invalid-bar":
+                # 535.43.02-575.64.05 log a bad BAR other than BAR0 and carry on (Grace Hopper VFs have zero BARs):
+                # such a line counts only where the kernel says the probe of that GPU failed.
+                if names["bar"] != "0" and not _probe_failed(log, pci):
+                    continue
                 detail = f"BAR{names['bar']} {names['size']} MiB"
             elif kind == "probe-failed":
                 detail = f"{names['count']} device(s)"
