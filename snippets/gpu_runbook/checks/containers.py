@@ -1725,6 +1725,10 @@ def selinux_blocks_gpu(selinux: dict[str, Any], nodes: Optional[dict[str, dict[s
             # Only container_use_devices is on, in a policy older than v2.232.0 (no GPU boolean). It grants every
             # device type, but the map permission CUDA needs only from container-selinux v2.213.0 (container.te).
             version = selinux.get("container_selinux")
+            unread = _unreadable_among(unreadable, "container-selinux-version")
+            if version is None and unread:  # rpm was there but could not answer: the version may be too old
+                return _cannot_conclude(unread, evidence, "container_use_devices is on but the container-selinux "
+                                        "version (map from 2.213.0) cannot be judged")
             if version is None:
                 return ok("SELinux enforcing; container_use_devices on: confined containers may use the GPU if "
                           "container-selinux is v2.213.0 or later (map on device nodes; version not collected)",

@@ -741,24 +741,26 @@ def _containerd_without_legacy_hook(engines: Optional[dict[str, dict[str, Any]]]
     """Why no container here can reach nvidia-container-cli, or "" when one can (or it is not known).
 
     Only containerd qualifies: Docker's `--gpus` adds the runtime hook, CRI-O may run it from an OCI hook file
-    (the toolkit installer's hook mode), and Podman from one in hooks.d, none of which the snapshot reads.
+    (the toolkit installer's hook mode), and Podman from one in hooks.d, none of which the snapshot reads; a
+    Podman known only by its containers.conf counts too. On containerd it covers pods and `--runtime nvidia`
+    starts: `ctr run --gpus` (containerd's contrib/nvidia) still runs nvidia-container-cli itself.
 
     >>> _containerd_without_legacy_hook({"containerd": {"kind": "containerd", "mode": "jit-cdi"}})
-    'containerd is the only engine and its runtime resolves to jit-cdi'
+    'containerd is the only engine and its runtime resolves to jit-cdi (pods and --runtime nvidia; not ctr run --gpus)'
     >>> _containerd_without_legacy_hook({"containerd": {"kind": "containerd", "mode": "jit-cdi"},
     ...                                  "docker": {"kind": "docker", "mode": "jit-cdi"}})
     ''
     """
-    strong = {eid: e for eid, e in (engines or {}).items() if not e.get("weak")}
-    if not strong or any(e.get("kind") != "containerd" for e in strong.values()):
+    found = engines or {}
+    if not found or any(e.get("kind") != "containerd" for e in found.values()):
         return ""
-    modes = sorted({str(e.get("mode")) for e in strong.values()})
+    modes = sorted({str(e.get("mode")) for e in found.values()})
     if not set(modes) <= {"jit-cdi", "cdi", "csv"}:
         return ""
-    names = ", ".join(sorted(strong))
-    verb = "is the only engine and its runtime resolves" if len(strong) == 1 else \
+    names = ", ".join(sorted(found))
+    verb = "is the only engine and its runtime resolves" if len(found) == 1 else \
         "are the only engines and their runtimes resolve"
-    return f"{names} {verb} to {' / '.join(modes)}"
+    return f"{names} {verb} to {' / '.join(modes)} (pods and --runtime nvidia; not ctr run --gpus)"
 # --8<-- [end:bpf-jit-harden]
 
 
