@@ -743,10 +743,11 @@ def _containerd_without_legacy_hook(engines: Optional[dict[str, dict[str, Any]]]
     Only containerd qualifies: Docker's `--gpus` adds the runtime hook, CRI-O may run it from an OCI hook file
     (the toolkit installer's hook mode), and Podman from one in hooks.d, none of which the snapshot reads; a
     Podman known only by its containers.conf counts too. On containerd it covers pods and `--runtime nvidia`
-    starts: `ctr run --gpus` (containerd's contrib/nvidia) still runs nvidia-container-cli itself.
+    starts: `ctr run --gpus` before containerd 2.3.0 (contrib/nvidia) still runs nvidia-container-cli itself;
+    from 2.3.0 it requests CDI devices.
 
-    >>> _containerd_without_legacy_hook({"containerd": {"kind": "containerd", "mode": "jit-cdi"}})
-    'containerd is the only engine and its runtime resolves to jit-cdi (pods and --runtime nvidia; not ctr run --gpus)'
+    >>> _containerd_without_legacy_hook({"containerd": {"kind": "containerd", "mode": "jit-cdi"}}).split(" (")[0]
+    'containerd is the only engine and its runtime resolves to jit-cdi'
     >>> _containerd_without_legacy_hook({"containerd": {"kind": "containerd", "mode": "jit-cdi"},
     ...                                  "docker": {"kind": "docker", "mode": "jit-cdi"}})
     ''
@@ -760,7 +761,7 @@ def _containerd_without_legacy_hook(engines: Optional[dict[str, dict[str, Any]]]
     names = ", ".join(sorted(found))
     verb = "is the only engine and its runtime resolves" if len(found) == 1 else \
         "are the only engines and their runtimes resolve"
-    return f"{names} {verb} to {' / '.join(modes)} (pods and --runtime nvidia; not ctr run --gpus)"
+    return f"{names} {verb} to {' / '.join(modes)} (pods, --runtime nvidia; not containerd<2.3 ctr --gpus)"
 # --8<-- [end:bpf-jit-harden]
 
 
