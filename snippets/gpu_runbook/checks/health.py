@@ -205,7 +205,8 @@ def row_remapping_pending_or_failed(nvml: dict[str, Any]) -> Verdict:
     and new work can be launched (error containment and dynamic page offlining cover the bad row; NVIDIA
     lists those for GA100 and GH100, not for GA10x or Ada), so a pending remap is a reset to schedule, not
     an outage and not NVML's RESET_REQUIRED state. A remapping *failure* flag is set when a remap could not
-    be done (a bank that already has eight uncorrectable remaps, a row remapped before, or 512 in all):
+    be done (a bank that already has eight uncorrectable remaps, a row remapped before, or 512 in all; on
+    Blackwell a third uncorrectable remap in a bank first tries an HBM channel repair, per the RMA policy):
     NVIDIA's RMA policy applies once its field diagnostic validates the flag, and the GPU should leave
     service.
 

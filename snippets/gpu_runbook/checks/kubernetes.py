@@ -595,7 +595,7 @@ def _dict_get(value: Any, *keys: str) -> Any:
 # Codes whose immediate action is RESET_GPU or RESTART_BM (reboot), and the workflows that end in a reset
 # (48, WORKFLOW_XID_48; 74, WORKFLOW_NVLINK_ERR): the GPU must be drained and reset before new work.
 # Codes above 150 (names from the driver's nverror.h, with the first open-gpu-kernel-modules tag that has them):
-# 151 ROBUST_CHANNEL_KEY_ROTATION_ERROR (555.42.02; 550.76 to 550.163.01 number it 144) is RESTART_VM in both tables:
+# 151 ROBUST_CHANNEL_KEY_ROTATION_ERROR (555.42.02; 550 drivers number it 144, below) is RESTART_VM in both tables:
 # the confidential-computing VM that holds the GPU is restarted, so it fails like a reboot. 155
 # NVLINK_SW_DEFINED_ERROR (570.86.15), 156 RESOURCE_RETIREMENT_EVENT (535.247.01, 550.163.01, 570.123.07, 575
 # and later) and 158 GPU_FATAL_TIMEOUT (575.51.02) are RESET_GPU in both.
@@ -609,7 +609,8 @@ XID_NEEDS_RESET = {
 }
 # Drivers of the 550 branch number the key rotation error (151 from 555) 144: nverror.h defines
 # ROBUST_CHANNEL_KEY_ROTATION_ERROR as 144 in 550.40.63-550.40.85 and 550.76-550.163.01, and no 144 at all in the
-# other 550 releases, so on 550 an Xid 144 is a key rotation error, not an NVLink5 one.
+# other 550 releases (an Xid 144 cannot come from those), so on 550 an Xid 144 is a key rotation error, not an
+# NVLink5 one.
 KEY_ROTATION_144_BRANCH = "550"
 # Immediate action IGNORE: the driver recovered by itself; a code that keeps repeating is still worth a support case.
 # Xid 63 is IGNORE there too, but its line asks for a reset to activate the remapped row: it stays a warning.
@@ -629,8 +630,8 @@ XID_NO_ACTION = {
 # 595.44.02) are in neither table.
 # NVLink5 (Blackwell) errors, 144-150 (nverror.h NVLINK_SAW_ERROR .. NVLINK_MSE_ERROR, drivers 560 and later): the
 # catalog sends them all to a workflow of their own (WORKFLOW_NVLINK5_ERR). The driver says in each line whether
-# the event was Fatal or Nonfatal ("149, NETIR_LINK_EVT Fatal XC0 ...", "145, RLW_RXPIPE Nonfatal XC0 ..."):
-# the check fails on Fatal lines and warns on the others.
+# the event was Fatal or Nonfatal (the word follows the code and the unit name): the check fails on Fatal lines
+# and warns on the others.
 XID_NVLINK5 = {
     144: "NVLink SAW error", 145: "NVLink RLW error", 146: "NVLink TLW error", 147: "NVLink TREX error",
     148: "NVLink NVLPW control error", 149: "NVLink NETIR error", 150: "NVLink MSE error",
