@@ -51,6 +51,23 @@ def test_dropin_without_version_inherits_the_main_version() -> None:
     assert verdict.status.value == "fail" and "version 3" in verdict.summary
 
 
+def test_version_4_is_judged_like_version_3() -> None:
+    """containerd 2.3's version 4 moved only server settings: runtimes still live under io.containerd.cri.v1.runtime,
+    so an entry under the version 2 key is ignored, and nvidia-ctk before 1.17.4 cannot read the file."""
+    main = V3_RUNC.replace("version = 3", "version = 4")
+    dropin = ('[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.nvidia]\n'
+              'runtime_type = "io.containerd.runc.v2"\n')
+    misplaced_entry = containerd_runtime_entry_unusable(
+        _engines(("/etc/containerd/config.toml", main), ("/etc/containerd/conf.d/99-nvidia.toml", dropin)), None)
+    assert misplaced_entry.status.value == "fail" and "version 4" in misplaced_entry.summary
+    right = main + ('[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.nvidia]\n'
+                    'runtime_type = "io.containerd.runc.v2"\n')
+    engines = _engines(("/etc/containerd/config.toml", right))
+    assert containerd_runtime_entry_unusable(engines, {"nvidia-ctk": "1.20.0"}).status.value == "ok"
+    old_ctk = containerd_runtime_entry_unusable(engines, {"nvidia-ctk": "1.17.2"})
+    assert old_ctk.status.value == "warn" and "unsupported config version: 4" in old_ctk.summary
+
+
 def test_missing_runtime_type_filled_by_an_earlier_file_is_not_judged_broken() -> None:
     main = V3_RUNC + ('[plugins."io.containerd.cri.v1.runtime".containerd.runtimes.nvidia]\n'
                       'runtime_type = "io.containerd.runc.v2"\n')

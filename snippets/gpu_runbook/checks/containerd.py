@@ -71,9 +71,10 @@ def containerd_runtime_entry_unusable(engines: dict[str, Any],
     ## Why it matters
     containerd 2.0 introduced version 3 configs, whose CRI runtimes live under
     plugins."io.containerd.cri.v1.runtime"; a runtime pasted there under plugins."io.containerd.grpc.v1.cri"
-    registers nothing (version 4, from containerd 2.3, is not judged). An entry whose runtime_type is absent
-    or empty makes containerd refuse every sandbox started with it: nvidia-ctk before 1.20.0 copied the runc
-    entry's empty runtime_type into its drop-in. nvidia-ctk before 1.17.4 cannot read a version 3 file at all.
+    registers nothing; version 4 (containerd 2.3) keeps that key and is judged the same. An entry whose
+    runtime_type is absent or empty makes containerd refuse every sandbox started with it: nvidia-ctk before
+    1.20.0 copied the runc entry's empty runtime_type into its drop-in. nvidia-ctk before 1.17.4 cannot read a
+    version 3 (or 4) file at all.
 
     ## Evidence
     /etc/containerd/config.toml and its conf.d/config.d drop-ins: version, plugin key and runtime_type of each
@@ -99,10 +100,10 @@ def containerd_runtime_entry_unusable(engines: dict[str, Any],
             return unknown(f"containerd configuration could not be read: {', '.join(unreadable)}", evidence,
                            fix="Run the doctor as root.")
         return skip("no readable containerd configuration on this host", evidence)
-    wrong = [(p, e) for _, p, v, e in nvidia if misplaced(e, v)]
+    wrong = [(p, v, e) for _, p, v, e in nvidia if misplaced(e, v)]
     if wrong:
-        path, entry = wrong[0]
-        return fail(f"{path}: runtime \"{entry['name']}\" is under plugins.\"{entry['plugin']}\" in a version 3 "
+        path, number, entry = wrong[0]
+        return fail(f"{path}: runtime \"{entry['name']}\" is under plugins.\"{entry['plugin']}\" in a version {number} "
                     f"config (expected plugins.\"{CRI_PLUGIN_BY_VERSION[3]}\"): containerd 2.x does not register it",
                     f"Move the entry to [plugins.\"{CRI_PLUGIN_BY_VERSION[3]}\".containerd.runtimes.{entry['name']}] "
                     "(or rerun nvidia-ctk runtime configure --runtime=containerd, 1.17.4 or later), then restart "
@@ -123,10 +124,13 @@ def containerd_runtime_entry_unusable(engines: dict[str, Any],
                         "refuses to start pods with it: container.Runtime.Name must be set: invalid argument",
                         f"Set runtime_type = \"io.containerd.runc.v2\" in that entry and restart containerd.{upgrade}",
                         evidence, anchor="containerd-v3")
-    v3 = sorted(c["files"][0]["path"] for c in engines.values() if c["main_version"] == 3 and c["files"])
+    v3 = sorted((c["files"][0]["path"], c["main_version"]) for c in engines.values()
+                if isinstance(c["main_version"], int) and c["main_version"] >= 3 and c["files"])
     if v3 and ctk_parts and ctk_parts < CTK_READS_V3:
-        return warn(f"{', '.join(v3)}: version 3 config, and nvidia-ctk is {ctk}: nvidia-ctk runtime configure "
-                    "stops with \"unsupported config version: 3\" (version 3 is read from 1.17.4 on)",
+        path, number = v3[0]
+        return warn(f"{', '.join(p for p, _ in v3)}: version {number} config, and nvidia-ctk is {ctk}: nvidia-ctk "
+                    f"runtime configure stops with \"unsupported config version: {number}\" (versions 3 and later "
+                    "are read from 1.17.4 on)",
                     "Upgrade the NVIDIA Container Toolkit (1.17.8 or later, for the security fixes too).",
                     evidence, anchor="containerd-v3")
     if not nvidia and unreadable:

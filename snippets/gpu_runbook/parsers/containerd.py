@@ -75,10 +75,13 @@ def runtime_entries(doc: Any) -> list[dict[str, Any]]:
 def misplaced(entry: dict[str, Any], version: Optional[int]) -> bool:
     """Whether an entry sits under a plugin key that a config of this version does not use for runtimes.
 
-    Only version 3 is judged: containerd 2.x migrates version 1 and 2 files to the new keys itself, while in a
-    version 3 file it reads runtimes only from "io.containerd.cri.v1.runtime".
+    Versions 3 and 4 are judged: containerd 2.x migrates version 1 and 2 files to the new keys itself, while in a
+    version 3 file, and a version 4 one (containerd 2.3, which moved only server settings), it reads runtimes
+    only from "io.containerd.cri.v1.runtime".
 
     >>> misplaced({"plugin": "io.containerd.grpc.v1.cri"}, 3), misplaced({"plugin": "io.containerd.grpc.v1.cri"}, 2)
     (True, False)
+    >>> misplaced({"plugin": "io.containerd.grpc.v1.cri"}, 4), misplaced({"plugin": "io.containerd.cri.v1.runtime"}, 4)
+    (True, False)
     """
-    return version == 3 and entry.get("plugin") != CRI_PLUGIN_BY_VERSION[3]
+    return version is not None and version >= 3 and entry.get("plugin") != CRI_PLUGIN_BY_VERSION[3]
