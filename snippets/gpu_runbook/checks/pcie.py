@@ -226,8 +226,9 @@ def check_acs_redirect(  # noqa: PLR0917 (the registry passes each declared fact
     root ports, peer reads and writes that would turn there are sent up to the root complex (and its
     IOMMU). CUDA can still report the GPUs as peers, so NCCL all-reduce runs slowly or hangs, and works once
     P2P is off (NCCL_P2P_DISABLE=1). Linux sets these bits itself when an IOMMU is on (VT-d, AMD-Vi); firmware
-    may too. A pair behind one shared switch fails; a pair that meets in the root complex warns (NVIDIA/nccl#2079:
-    ACS on AMD root ports hung all-reduce between two GPUs on different root ports).
+    may too. A pair behind one shared switch fails; a pair that meets in the root complex warns: redirect on the
+    root ports sends their traffic through the IOMMU too, but whether root ports forward peer traffic at all
+    depends on the platform.
 
     Not judged: GPU pairs on an NVSwitch host and GPU pairs joined by an NVLink bridge (NVML reports one GPU
     at the far end of the other's active link): their traffic takes NVLink. Nor GPU-NIC pairs that meet only
