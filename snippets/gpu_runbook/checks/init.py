@@ -71,7 +71,7 @@ def gpu_init_failed(log: CommandFact, nvml: Optional[dict[str, Any]]) -> Verdict
     ## References
     open-gpu-kernel-modules: src/nvidia/arch/nvalloc/unix/src/osinit.c (RmInitAdapter, rm_init_status),
     src/nvidia/arch/nvalloc/unix/src/osapi.c (rm_is_supported_device), kernel-open/nvidia/nv.c,
-    kernel-open/nvidia/nv-pci.c (nv_pci_validate_bars);
+    kernel-open/nvidia/nv-pci.c (nv_pci_validate_bars from 580.65.06, nv_pci_probe before);
     NVIDIA/open-gpu-kernel-modules#789.
     """
     text = log.output

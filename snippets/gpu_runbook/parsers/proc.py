@@ -358,9 +358,9 @@ _INIT_FORMS = (
     ("fell-off-at-probe", re.compile(r"NVRM: The NVIDIA GPU " + _PCI + _GAP + r"NVRM: \(PCI ID: [0-9a-fA-F]{4}:"
                                      r"[0-9a-fA-F]{4}\) installed in this system has" + _GAP
                                      + r"NVRM: fallen off the bus and is not responding to commands", re.DOTALL)),
-    # kernel-open/nvidia/nv-pci.c nv_pci_validate_bars: a BAR the firmware or kernel left unassigned (start or size
-    # zero); the probe gives up on the GPU (535.43.02-575.64.05: only for BAR0, other BARs are logged and skipped).
-    # The second line names the BAR, its size and the GPU.
+    # kernel-open/nvidia/nv-pci.c (nv_pci_validate_bars from 580.65.06, nv_pci_probe before): a BAR the firmware
+    # or kernel left unassigned (start or size zero); the probe gives up on the GPU (535.43.02-575.64.05: only
+    # for BAR0, other BARs are logged and skipped). The second line names the BAR, its size and the GPU.
     ("invalid-bar", re.compile(r"NVRM: This PCI I/O region assigned to your NVIDIA device is invalid:" + _GAP
                                + r"NVRM: BAR(?P<bar>\d+) is (?P<size>\d+)M @ 0x[0-9a-fA-F]+ \(PCI:(?P<pci>"
                                r"[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7])\)", re.DOTALL)),
