@@ -136,7 +136,8 @@ def test_corpus_records_are_well_formed() -> None:
         assert all(p in PAGES for p in report.get("also") or []), where
         assert report["_where"].split(".jsonl")[0] == report["page"], f"{where}: filed under another page"
         if "relabelled" in report:  # the consistency pass keeps the old page first in `also`
-            was = re.fullmatch(r"2026-12-02 consistency pass: was ([a-z0-9-]+)", report["relabelled"])
+            was = re.fullmatch(r"2026-12-02 (?:second )?consistency pass(?: \([^)]*\))?: was ([a-z0-9-]+)",
+                               report["relabelled"])
             assert was and was.group(1) != report["page"] and report["also"][0] == was.group(1), where
 
 
