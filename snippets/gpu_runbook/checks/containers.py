@@ -47,9 +47,9 @@ NVML_ERROR_PAGES: dict[str, tuple[str, str, str]] = {
     "NVMLError_Unknown": (
         "nvml-unknown-error", "causes",
         "The container lost access to the GPU device nodes: recreate it, then stop the cause (GPUs injected by "
-        "the legacy hook, Docker --gpus or legacy mode, lose access on a daemon-reload, docker update or the "
-        "kubelet's static CPU manager; CDI and jit-cdi injection keep it, on runc 1.1.3 to 1.1.6 or systemd "
-        "older than 240 only with /dev/char links; or no-cgroups = true on a rootful engine)."),
+        "the legacy hook, Docker --gpus where the hook serves it or legacy mode, lose access on a daemon-reload, "
+        "docker update or the kubelet's static CPU manager; CDI and jit-cdi injection keep it, on runc 1.1.3 to "
+        "1.1.6 or systemd older than 240 only with /dev/char links; or no-cgroups = true on a rootful engine)."),
     "NVMLError_DriverNotLoaded": (
         "kernel-modules", "driver-not-loaded",
         "Load the driver (modprobe nvidia) and find out why it is not loaded at boot."),
@@ -775,7 +775,7 @@ def _legacy_scope(mode: Optional[str], explicit: bool) -> tuple[str, str]:
         return "all", "every GPU container start runs nvidia-container-cli (legacy mode)"
     if not explicit and mode == "jit-cdi":
         return "gpus-flag", ("only `docker run --gpus` without --runtime=nvidia runs nvidia-container-cli "
-                             "(the legacy hook; on Docker 29.2.0+ only when no CDI spec resolves the request); "
+                             "(the legacy hook; on Docker 29.2.0+ only when CDI cannot serve the request); "
                              "the nvidia runtime uses jit-cdi")
     return "none", f"the runtime is in {mode} mode and refuses the legacy hook, so nvidia-container-cli is not run"
 
@@ -1780,7 +1780,7 @@ def container_cli_cannot_initialise(  # noqa: PLR0917 (the registry passes each 
     In legacy mode the hook runs the same code at each GPU container start; its error is the one the
     engine prints after `OCI runtime create failed`. Since toolkit 1.18.0 the nvidia runtime's default
     mode is jit-cdi, which does not run nvidia-container-cli: the hook that `docker run --gpus` without
-    `--runtime=nvidia` adds (on Docker 29.2.0 and later only when no CDI spec resolves the request), an
+    `--runtime=nvidia` adds (on Docker 29.2.0 and later only when CDI cannot serve the request), an
     OCI hook file (CRI-O's deprecated hook mode) and LXC's own nvidia hook still run it, so there a
     failure here is a warning, not the cause of a failing pod.
 
@@ -1816,7 +1816,7 @@ def container_cli_cannot_initialise(  # noqa: PLR0917 (the registry passes each 
         if mode in ("cdi", "jit-cdi", "csv"):
             # Not the cause of a failing container on the nvidia runtime: it does not run the tool in this mode.
             who = ("the hook that `docker run --gpus` without --runtime=nvidia adds (on Docker 29.2.0+ only "
-                   "when no CDI spec resolves it) still runs it; containers and pods on the nvidia runtime do not") \
+                   "when CDI cannot serve it) still runs it; containers and pods on the nvidia runtime do not") \
                 if not explicit else \
                 "neither the nvidia runtime nor its hook runs it in this mode (unless skip-mode-detection is set)"
             return warn(f"{summary[:240]} ({mode_why}: {who})", fix, evidence, anchor=anchor)

@@ -497,8 +497,9 @@ def dev_char_links_missing(  # noqa: PLR0917 (the registry passes each declared 
     ## Why it matters
     With the systemd cgroup driver runc hands each device rule of the container's spec to systemd as
     DeviceAllow=/dev/char/MAJOR:MINOR. runc 1.1.3 to 1.1.6 skip a rule whose path does not exist; 1.1.7 and
-    later skip it only with systemd older than 240. nvidia-modprobe before 525.105.17 (and 530) and any other
-    `mknod` (scripts, udev rules, containers) create the nodes without these links, so on such hosts a
+    later skip it only with systemd older than 240. nvidia-modprobe older than 470.182.03, 515.105.01 or
+    525.105.17 in those branches (and every 530 release) and any other `mknod` (scripts, udev rules,
+    containers) create the nodes without these links, so on such hosts a
     daemon-reload re-applies rules without the GPU and running containers lose it, even GPUs requested as
     devices. (GPUs injected by the legacy hook are never in those rules and are lost either way.) The fix,
     `nvidia-ctk system create-dev-char-symlinks --create-all`, creates nothing (1.13.2 on) while nvidia_uvm is
