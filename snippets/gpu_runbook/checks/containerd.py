@@ -11,7 +11,14 @@ from typing import Any, Optional
 
 from gpu_runbook.engines import discover, strip_template
 from gpu_runbook.findings import Verdict, fail, ok, skip, unknown, warn
-from gpu_runbook.parsers.containerd import CRI_PLUGIN_BY_VERSION, MISSING, config_version, misplaced, runtime_entries
+from gpu_runbook.parsers.containerd import (
+    CRI_PLUGIN_BY_VERSION,
+    MISSING,
+    config_version,
+    misplaced,
+    reads_runtimes_from_new_key,
+    runtime_entries,
+)
 from gpu_runbook.parsers.toolkit import parse_toml, version_tuple
 from gpu_runbook.registry import boundary, check, fact
 from gpu_runbook.snapshot import Snapshot
@@ -124,13 +131,13 @@ def containerd_runtime_entry_unusable(engines: dict[str, Any],
                         "refuses to start pods with it: container.Runtime.Name must be set: invalid argument",
                         f"Set runtime_type = \"io.containerd.runc.v2\" in that entry and restart containerd.{upgrade}",
                         evidence, anchor="containerd-v3")
-    v3 = sorted((c["files"][0]["path"], c["main_version"]) for c in engines.values()
-                if isinstance(c["main_version"], int) and c["main_version"] >= 3 and c["files"])
-    if v3 and ctk_parts and ctk_parts < CTK_READS_V3:
-        path, number = v3[0]
-        return warn(f"{', '.join(p for p, _ in v3)}: version {number} config, and nvidia-ctk is {ctk}: nvidia-ctk "
-                    f"runtime configure stops with \"unsupported config version: {number}\" (versions 3 and later "
-                    "are read from 1.17.4 on)",
+    new_layout = sorted((c["files"][0]["path"], c["main_version"]) for c in engines.values()
+                        if reads_runtimes_from_new_key(c["main_version"]) and c["files"])
+    if new_layout and ctk_parts and ctk_parts < CTK_READS_V3:
+        number = new_layout[0][1]
+        return warn(f"{', '.join(p for p, _ in new_layout)}: version {number} config, and nvidia-ctk is {ctk}: "
+                    f"nvidia-ctk runtime configure stops with \"unsupported config version: {number}\" (versions 3 "
+                    "and later are read from 1.17.4 on)",
                     "Upgrade the NVIDIA Container Toolkit (1.17.8 or later, for the security fixes too).",
                     evidence, anchor="containerd-v3")
     if not nvidia and unreadable:

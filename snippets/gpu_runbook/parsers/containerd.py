@@ -72,16 +72,25 @@ def runtime_entries(doc: Any) -> list[dict[str, Any]]:
     return entries
 
 
+def reads_runtimes_from_new_key(version: Optional[int]) -> bool:
+    """Whether containerd reads a config of this version's runtimes only from "io.containerd.cri.v1.runtime":
+    version 3 (containerd 2.0) and version 4 (containerd 2.3, which moved only server settings); containerd
+    2.x migrates version 1 and 2 files to the new keys itself.
+
+    >>> [reads_runtimes_from_new_key(v) for v in (None, 1, 2, 3, 4)]
+    [False, False, False, True, True]
+    """
+    return version is not None and version >= 3
+
+
 def misplaced(entry: dict[str, Any], version: Optional[int]) -> bool:
     """Whether an entry sits under a plugin key that a config of this version does not use for runtimes.
 
-    Versions 3 and 4 are judged: containerd 2.x migrates version 1 and 2 files to the new keys itself, while in a
-    version 3 file, and a version 4 one (containerd 2.3, which moved only server settings), it reads runtimes
-    only from "io.containerd.cri.v1.runtime".
+    Only versions whose runtimes containerd reads from the new key alone are judged (reads_runtimes_from_new_key).
 
     >>> misplaced({"plugin": "io.containerd.grpc.v1.cri"}, 3), misplaced({"plugin": "io.containerd.grpc.v1.cri"}, 2)
     (True, False)
     >>> misplaced({"plugin": "io.containerd.grpc.v1.cri"}, 4), misplaced({"plugin": "io.containerd.cri.v1.runtime"}, 4)
     (True, False)
     """
-    return version is not None and version >= 3 and entry.get("plugin") != CRI_PLUGIN_BY_VERSION[3]
+    return reads_runtimes_from_new_key(version) and entry.get("plugin") != CRI_PLUGIN_BY_VERSION[3]

@@ -362,8 +362,8 @@ _INIT_FORMS = (
     # or kernel left unassigned (start or size zero); the probe gives up on the GPU (535.43.02-575.64.05: only
     # for BAR0, other BARs are logged and skipped). The second line names the BAR, its size and the GPU.
     ("invalid-bar", re.compile(r"NVRM: This PCI I/O region assigned to your NVIDIA device is invalid:" + _GAP
-                               + r"NVRM: BAR(?P<bar>\d+) is (?P<size>\d+)M @ 0x[0-9a-fA-F]+ \(PCI:(?P<pci>"
-                               r"[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7])\)", re.DOTALL)),
+                               + r"NVRM: BAR(?P<bar>\d+) is (?P<size>\d+)M @ 0x[0-9a-fA-F]+ \(PCI:" + _PCI + r"\)",
+                               re.DOTALL)),
     # kernel-open/nvidia/nv.c: the count of GPUs whose probe failed, and the end of the line when none came up
     ("probe-failed", re.compile(r"NVRM: The NVIDIA probe routine failed for (?P<count>\d+) device\(s\)")),
     ("none-initialized", re.compile(r"NVRM: None of the NVIDIA devices were initialized")),
