@@ -456,3 +456,22 @@ def test_unit_read_as_systemd_reads_it_etc_overrides_and_unreadable_is_unknown()
     files["/etc/systemd/system/docker.service.d/60-b.conf"] = {"error": "EACCES", "detail": "Permission denied"}
     with pytest.raises(Missing):
         unit_texts(Snapshot({"files": files}), "docker.service")
+
+
+@pytest.mark.parametrize(("stdout", "status"), [
+    ("2.229.0\n", "ok"),
+    ("2.211.1\n", "warn"),
+    ("2.229.0\n2.211.1\n", "warn"),  # two packages installed: the older one lacks map
+])
+def test_selinux_devices_judges_the_oldest_container_selinux(stdout: str, status: str) -> None:
+    """With only container_use_devices on, the container-selinux version decides (map from 2.213.0); rpm prints
+    one version a line, and where two are installed the older one is judged."""
+    from conftest import SCENARIO_DIR, load_scenario
+    from gpu_runbook.registry import run_checks
+    from gpu_runbook.snapshot import Snapshot
+
+    data = json.loads(json.dumps(load_scenario(SCENARIO_DIR / "selinux" / "warn-only-container-use-devices-on.json")
+                                 ["snapshot"]))
+    data["commands"]["container-selinux-version"]["stdout"] = stdout
+    finding = run_checks(Snapshot(data), only=["selinux-devices"])[0]
+    assert finding.status.value == status, finding.summary

@@ -436,8 +436,10 @@ def selinux_fact(snapshot: Snapshot) -> dict[str, Any]:
         booleans[name] = (file_.text or "").split()[0] == "1" if file_.exists and (file_.text or "").split() \
             else None
     rpm = snapshot.command("container-selinux-version")
-    found = re.fullmatch(r"\s*(\d+(?:\.\d+)+)\s*", rpm.stdout or "") if rpm.ran and rpm.exit == 0 else None
-    return {"mode": mode, "booleans": booleans, "container_selinux": found.group(1) if found else None}
+    # One version a line; with two packages installed (a multilib or half-done upgrade) the oldest one decides.
+    installed = re.findall(r"^\s*(\d+(?:\.\d+)+)\s*$", rpm.stdout or "", re.M) if rpm.ran and rpm.exit == 0 else []
+    oldest = min(installed, key=lambda v: version_tuple(v) or (0,)) if installed else None
+    return {"mode": mode, "booleans": booleans, "container_selinux": oldest}
 
 
 @fact("cli_info_cmd")

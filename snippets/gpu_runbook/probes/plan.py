@@ -318,7 +318,7 @@ COMMANDS: dict[str, Command] = {
     "nvidia-ctk-cdi-list": Command(("nvidia-ctk", "cdi", "list"), 8.0, "CDI devices the toolkit resolves"),
     "getenforce": Command(("getenforce",), 3.0, "SELinux mode"),
     # Whether container_use_devices carries the map permission (container-selinux v2.213.0 and later).
-    "container-selinux-version": Command(("rpm", "-q", "--queryformat", "%{VERSION}", "container-selinux"), 5.0,
+    "container-selinux-version": Command(("rpm", "-q", "--queryformat", "%{VERSION}\\n", "container-selinux"), 5.0,
                                          "container-selinux version: what the container booleans allow",
                                          ("/sys/fs/selinux/booleans/container_use_devices",)),
     "mokutil-sb-state": Command(("mokutil", "--sb-state"), 3.0, "Secure Boot state"),
