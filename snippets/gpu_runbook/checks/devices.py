@@ -22,7 +22,7 @@ from gpu_runbook.parsers.cgroup import (
     parse_devices_list,
     parse_proc_cgroup,
 )
-from gpu_runbook.parsers.modprobe import library_version, module_disabled_by, nvml_library_version
+from gpu_runbook.parsers.modprobe import library_version, module_disabled_by, module_option_set, nvml_library_version
 from gpu_runbook.parsers.proc import (
     DriverVersion,
     device_file_mode,
@@ -903,39 +903,55 @@ def _wsl_verdict(wsl: dict[str, Any], in_container: Optional[bool], evidence: di
 
 # --8<-- [start:nouveau-conflict]
 @check("nouveau-conflict", title="nouveau does not hold the GPU", page="kernel-modules",
-       facts=("proc_modules", "modprobe_confs"), optional=("kernel_cmdline",))
+       facts=("proc_modules", "modprobe_confs"), optional=("kernel_cmdline", "pci_functions"))
 def nouveau_holds_gpu(modules: dict[str, dict[str, object]], confs: dict[str, str],
-                      cmdline: Optional[str]) -> Verdict:
-    """The open-source nouveau driver is loaded (it claims the GPU before nvidia can), or nothing keeps it
-    from loading on a host where nvidia is not loaded.
+                      cmdline: Optional[str], pci: Optional[list[dict[str, Any]]] = None) -> Verdict:
+    """The open-source nouveau driver drives an NVIDIA GPU (it claims the GPU before nvidia can), or nothing
+    keeps it from doing so on a host where nvidia is not loaded.
 
     ## Why it matters
     Two drivers cannot own one PCI device. When nouveau binds first, nvidia logs "NVRM: The NVIDIA probe
     routine was not called for N device(s)" and every NVIDIA tool fails. nvidia-installer offers to write
     modprobe.d files that disable nouveau; the blacklist must also be in the initramfs, which loads nouveau
-    early.
+    early. A nouveau loaded with `modeset=0` returns from its init before it registers its PCI driver, so
+    it binds nothing: not a conflict.
 
     ## Evidence
-    /proc/modules; blacklist, install and alias lines in modprobe.d; /proc/cmdline.
+    /proc/modules; blacklist, install, alias and `options nouveau modeset=0` lines in modprobe.d;
+    /proc/cmdline; the driver each NVIDIA GPU on the PCI bus is bound to, where the bus was walked.
 
     ## References
-    NVIDIA CUDA installation guide, "Disabling Nouveau"; NVIDIA driver README, "Common Problems".
+    NVIDIA CUDA installation guide, "Disabling Nouveau"; NVIDIA driver README, "Common Problems"; Linux
+    drivers/gpu/drm/nouveau/nouveau_drm.c (nouveau_drm_init).
     """
     disabled = module_disabled_by(confs, cmdline or "", "nouveau")
+    modeset_off = module_option_set(confs, cmdline or "", "nouveau", "modeset", "0")
+    gpus = [f for f in pci or [] if f.get("kind") == "gpu"]
+    bound = [f["bdf"] for f in gpus if f.get("driver") == "nouveau"]
     evidence = {"nouveau_loaded": "nouveau" in modules, "nvidia_loaded": _nvidia_loaded(modules),
-                "disabled_by": disabled}
+                "disabled_by": disabled, "modeset_off": modeset_off,
+                "gpus_bound_to_nouveau": bound if gpus else None}
+    fix = ("Blacklist nouveau in /etc/modprobe.d, rebuild the initramfs (update-initramfs -u -k all or "
+           "dracut -f --regenerate-all) and reboot.")
+    if bound:
+        return fail(f"nouveau drives {len(bound)} NVIDIA GPU(s) ({', '.join(bound)}): the nvidia module cannot "
+                    "bind them", fix, evidence, anchor="nouveau")
     if "nouveau" in modules:
+        if gpus:
+            return ok(f"nouveau is loaded but drives none of the {len(gpus)} NVIDIA GPU(s)"
+                      + (f" ({modeset_off[0]})" if modeset_off else ""), evidence)
+        if modeset_off:
+            return ok(f"nouveau is loaded with modeset=0 ({modeset_off[0]}): it registers no PCI driver and "
+                      "binds no GPU", evidence)
         return fail("nouveau is loaded: it claims NVIDIA GPUs before the nvidia module can"
-                    + ("" if disabled else "; nothing blacklists it"),
-                    "Blacklist nouveau in /etc/modprobe.d, rebuild the initramfs (update-initramfs -u or "
-                    "dracut -f) and reboot.", evidence, anchor="nouveau")
+                    + ("" if disabled else "; nothing blacklists it"), fix, evidence, anchor="nouveau")
     if _nvidia_loaded(modules):
         return ok("nouveau is not loaded; nvidia owns the GPU"
                   + (f" (blacklisted: {disabled[0]})" if disabled else ""), evidence)
-    if not disabled:
-        return warn("nvidia is not loaded and nothing blacklists nouveau: nouveau may take the GPU at boot",
-                    "Blacklist nouveau in /etc/modprobe.d and rebuild the initramfs.", evidence, anchor="nouveau")
-    return ok(f"nouveau is not loaded and is blacklisted ({disabled[0]})", evidence)
+    if disabled or modeset_off:
+        return ok(f"nouveau is not loaded and is kept off the GPU ({(disabled or modeset_off)[0]})", evidence)
+    return warn("nvidia is not loaded and nothing blacklists nouveau: nouveau may take the GPU at boot",
+                "Blacklist nouveau in /etc/modprobe.d and rebuild the initramfs.", evidence, anchor="nouveau")
 # --8<-- [end:nouveau-conflict]
 
 

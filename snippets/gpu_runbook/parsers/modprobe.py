@@ -34,7 +34,7 @@ def module_disabled_by(confs: dict[str, str], cmdline: str, module: str) -> list
     or the kernel command line (modprobe.blacklist=, rd.driver.blacklist=, module_blacklist=).
 
     A plain `blacklist` only stops loading by alias; `install nouveau /bin/false` stops it entirely.
-    `nouveau.modeset=0` does not keep nouveau from binding the GPU, so it is not counted.
+    `nouveau modeset=0` lets the module load, so it is not counted here (see module_option_set).
 
     >>> module_disabled_by({"/etc/modprobe.d/b.conf": "blacklist nouveau\\n"}, "", "nouveau")
     ['/etc/modprobe.d/b.conf: blacklist nouveau']
@@ -63,6 +63,37 @@ def module_disabled_by(confs: dict[str, str], cmdline: str, module: str) -> list
         if key in ("modprobe.blacklist", "rd.driver.blacklist", "module_blacklist"):
             if names & set(value.split(",")):
                 found.append(f"/proc/cmdline: {token}")
+    return found
+
+
+def module_option_set(confs: dict[str, str], cmdline: str, module: str, option: str, value: str) -> list[str]:
+    """Where `module`'s parameter `option` is set to `value`: modprobe.d `options` lines and the kernel command
+    line's `module.option=value` (which applies to a built-in module too). The last setting on a line wins,
+    as modprobe applies them in order.
+
+    >>> module_option_set({"/etc/modprobe.d/n.conf": "options nouveau modeset=0\\n"}, "", "nouveau", "modeset", "0")
+    ['/etc/modprobe.d/n.conf: options nouveau modeset=0']
+    >>> module_option_set({}, "quiet nouveau.modeset=0", "nouveau", "modeset", "0")
+    ['/proc/cmdline: nouveau.modeset=0']
+    >>> module_option_set({"/x.conf": "options nouveau modeset=0 modeset=1\\n"}, "", "nouveau", "modeset", "0")
+    []
+    """
+    found: list[str] = []
+    names = {module, module.replace("_", "-"), module.replace("-", "_")}
+    for path, text in sorted(confs.items()):
+        for entry in parse_modprobe_conf(text)["options"]:
+            words = entry.split()
+            if not words or words[0] not in names:
+                continue
+            settings = [w.partition("=") for w in words[1:]]
+            last = [v for k, _, v in settings if k == option]
+            if last and last[-1] == value:
+                found.append(f"{path}: options {entry}")
+    for token in cmdline.split():
+        key, _, setting = token.partition("=")
+        owner, _, name = key.partition(".")
+        if owner in names and name == option and setting == value:
+            found.append(f"/proc/cmdline: {token}")
     return found
 
 
