@@ -193,8 +193,9 @@ def device_plugin_not_registered(entries: list[str], checkpoint: dict[str, Any],
                     "Check the plugin pod on this node (kubectl get pods -A -o wide | grep device-plugin) and "
                     "its log: no pod means nodeSelector/tolerations (GPU Operator: the node lacks "
                     "nvidia.com/gpu.deploy.device-plugin=true); \"Failed to initialize NVML\" (v0.19.1+), "
-                    "\"Incompatible strategy detected\" (v0.16.0-v0.19.0) or \"Incompatible platform detected\" "
-                    "(older) means the plugin cannot see the GPUs (configure the NVIDIA runtime or CDI for it); "
+                    "\"Incompatible strategy detected\" (v0.16.0-v0.19.0), \"Incompatible platform detected\" "
+                    "(v0.13.0-v0.15.x) or \"could not load NVML library\" (v0.12.x and older) means the plugin "
+                    "cannot see the GPUs (configure the NVIDIA runtime or CDI for it); "
                     "\"No devices found\" means it found none when it started (restart it once the driver is up).",
                     evidence, anchor="plugin-not-running")
     devices = checkpoint.get("devices") or {}
