@@ -125,7 +125,8 @@ def gpu_operator_validation_missing(state: dict[str, Any], driver: Optional[Driv
             return fail(f"no driver-ready: the driver container's daemons report {daemons!r} "
                         f"({VALIDATIONS_DIR}/{DRIVER_DAEMONS_STATUS}), so its startup probe fails",
                         "Read the driver container's log (kubectl logs -n gpu-operator -l app=nvidia-driver-daemonset "
-                        "-c nvidia-driver-ctr) for the daemon that did not start (persistenced, fabric manager).",
+                        "-c nvidia-driver-ctr) for the daemon that did not start (the fabric manager: a failed "
+                        "nvidia-persistenced does not hold back Ready).",
                         evidence, anchor="driver-container")
         if driver is None and state["driver_file"] != "absent":
             return unknown(f"no driver-ready, and whether a driver is loaded is unknown: /proc/driver/nvidia/version "
