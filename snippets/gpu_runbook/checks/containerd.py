@@ -30,6 +30,10 @@ CTK_READS_V3 = boundary("toolkit-containerd-v3-since", "toolkit", "1.17.4")
 # From 1.20.0 nvidia-ctk sets runtime_type = "io.containerd.runc.v2" when the runc entry it copies has none
 # (commit fcc99fd4, NVIDIA/nvidia-container-toolkit#1956).
 CTK_FILLS_RUNTIME_TYPE = boundary("toolkit-runtime-type-default-since", "toolkit", "1.20.0")
+# containerd 2.3.0 stops loading when an imported file declares a higher version than the root config (commit
+# 21248d0); version 4 is new in 2.3, and earlier releases refuse any file above version 3.
+DROP_IN_VERSION_CHECK = boundary("containerd-drop-in-version-check-since", "containerd", "2.3.0")
+NEWEST_BEFORE_2_3 = 3
 
 
 def _is_nvidia(entry: dict[str, Any]) -> bool:
@@ -45,6 +49,7 @@ def containerd_entries_fact(snapshot: Snapshot) -> dict[str, Any]:
         if engine.get("kind") != "containerd":
             continue
         main_version: Optional[int] = None
+        main_declared: Optional[int] = None
         parsed, unreadable = [], []
         for path in engine.get("configs") or []:
             file_ = snapshot.file(path)
@@ -58,22 +63,43 @@ def containerd_entries_fact(snapshot: Snapshot) -> dict[str, Any]:
                 continue  # runtime-configured reports files that do not parse
             is_main = not any(path.startswith(d) for d in DROP_IN_DIRS)
             own = config_version(doc) if "version" in doc or is_main else None
+            # containerd 2.3 compares the versions files write out; a root file without one sets no bar.
+            declared = config_version(doc) if "version" in doc else None
             if is_main:
-                main_version = own
+                main_version, main_declared = own, declared
             parsed.append({"path": path, "version": own if own is not None else main_version,
-                           "entries": runtime_entries(doc)})
-        found[engine_id] = {"main_version": main_version, "files": parsed, "unreadable": unreadable}
+                           "declared": declared, "drop_in": not is_main, "entries": runtime_entries(doc)})
+        found[engine_id] = {"main_version": main_version, "main_declared": main_declared, "files": parsed,
+                            "unreadable": unreadable}
     return found
 
 
 # --8<-- [start:containerd-runtime-entry]
+def _drop_in_ahead(engines: dict[str, Any]) -> list[tuple[str, int, str, int]]:
+    """(drop-in path, its version, root path, root version) for each imported file that declares a higher
+    version than its containerd's root config (which must declare one: containerd 2.3 then sets no bar)."""
+    found = []
+    for config in engines.values():
+        root = config.get("main_declared")
+        files = config.get("files") or []
+        root_path = next((f["path"] for f in files if not f.get("drop_in")), "config.toml")
+        if not isinstance(root, int):
+            continue
+        for f in files:
+            declared = f.get("declared")
+            if f.get("drop_in") and isinstance(declared, int) and declared > root:
+                found.append((f["path"], declared, root_path, root))
+    return found
+
+
 @check("containerd-runtime-entry", title="containerd's NVIDIA runtime entry is usable", page="gpu-not-visible",
        facts=("containerd_entries",), optional=("toolkit_versions",))
 def containerd_runtime_entry_unusable(engines: dict[str, Any],
                                       versions: Optional[dict[str, Optional[str]]]) -> Verdict:
     """containerd's NVIDIA runtime entry sits under the version 2 plugin key of a version 3 config (containerd
     2.x ignores it) or has no runtime type ("container.Runtime.Name must be set: invalid argument"), or the
-    installed nvidia-ctk is too old to edit the version 3 config ("unsupported config version: 3").
+    installed nvidia-ctk is too old to edit the version 3 config ("unsupported config version: 3"), or a drop-in
+    declares a higher version than the root config, which containerd 2.3 refuses to start with.
 
     ## Why it matters
     containerd 2.0 introduced version 3 configs, whose CRI runtimes live under
@@ -81,7 +107,9 @@ def containerd_runtime_entry_unusable(engines: dict[str, Any],
     registers nothing; version 4 (containerd 2.3) keeps that key and is judged the same. An entry whose
     runtime_type is absent or empty makes containerd refuse every sandbox started with it: nvidia-ctk before
     1.20.0 copied the runc entry's empty runtime_type into its drop-in. nvidia-ctk before 1.17.4 cannot read a
-    version 3 (or 4) file at all.
+    version 3 (or 4) file at all. The GPU Operator's toolkit container writes its drop-in at the version of
+    `containerd config dump`, the newest the binary knows (3 on containerd 2.0-2.2, 4 on 2.3), whatever the
+    root file says; containerd 2.3 stops at start-up when a drop-in is above the root file.
 
     ## Evidence
     /etc/containerd/config.toml and its conf.d/config.d drop-ins: version, plugin key and runtime_type of each
@@ -90,7 +118,8 @@ def containerd_runtime_entry_unusable(engines: dict[str, Any],
     ## References
     NVIDIA/nvidia-container-toolkit pkg/config/engine/containerd/containerd.go (criRuntimePluginName) at
     v1.20.0 and v1.17.3 ("unsupported config version"), CHANGELOG v1.17.4 (version 3 support), #1956 and commit
-    fcc99fd4 (runtime_type default, 1.20.0); containerd docs/PLUGINS.md at v2.0.0.
+    fcc99fd4 (runtime_type default, 1.20.0); containerd docs/PLUGINS.md at v2.0.0; containerd v2.3.0
+    cmd/containerd/server/config/config.go (drop-in version check, commit 21248d0) and command/config.go.
     """
     ctk = (versions or {}).get("nvidia-ctk")
     ctk_parts = version_tuple(ctk or "")
@@ -107,6 +136,23 @@ def containerd_runtime_entry_unusable(engines: dict[str, Any],
             return unknown(f"containerd configuration could not be read: {', '.join(unreadable)}", evidence,
                            fix="Run the doctor as root.")
         return skip("no readable containerd configuration on this host", evidence)
+    ahead = _drop_in_ahead(engines)
+    if ahead:
+        path, declared, root_path, root = ahead[0]
+        evidence["drop_in_versions"] = [{"file": p, "version": d, "root": r} for p, d, _, r in ahead]
+        refused = (f"containerd {'.'.join(map(str, DROP_IN_VERSION_CHECK))} and later refuse to start "
+                   f"(\"drop-in config version {declared} higher than root config version {root}\")")
+        fix = ("Make the drop-in's version match the root file's: GPU Operator, toolkit.env RUNTIME_CONFIG_SOURCE=file "
+               "(the toolkit container then writes it from the file, not from containerd config dump); by hand, "
+               "nvidia-ctk runtime configure --runtime=containerd --config-source=file. Or migrate the root file "
+               "(move the drop-in aside first: containerd config migrate reads it too). Then restart containerd.")
+        if declared > NEWEST_BEFORE_2_3:
+            return fail(f"{path} declares version {declared}, above {root_path}'s version {root}: {refused}, and "
+                        f"releases before 2.3 do not read version {declared} at all", fix, evidence,
+                        anchor="containerd-v3")
+        return warn(f"{path} declares version {declared}, above {root_path}'s version {root}: {refused}; 2.0 to "
+                    "2.2 start with it, so the node breaks when containerd is upgraded", fix, evidence,
+                    anchor="containerd-v3")
     wrong = [(p, v, e) for _, p, v, e in nvidia if misplaced(e, v)]
     if wrong:
         path, number, entry = wrong[0]
@@ -150,3 +196,4 @@ def containerd_runtime_entry_unusable(engines: dict[str, Any],
     return ok(f"containerd NVIDIA runtime entries are in the right section with a runtime type: {', '.join(names)}",
               evidence)
 # --8<-- [end:containerd-runtime-entry]
+
