@@ -23,6 +23,7 @@ from gpu_runbook.parsers.toolkit import parse_toml, version_tuple
 from gpu_runbook.registry import boundary, check, fact
 from gpu_runbook.snapshot import Snapshot
 
+ROOT_CONFIG = "/etc/containerd/config.toml"
 DROP_IN_DIRS = ("/etc/containerd/conf.d/", "/etc/containerd/config.d/")
 # nvidia-ctk reads and writes version 3 configs from 1.17.4 (CHANGELOG "Add support for containerd version 3
 # config"); 1.17.3 and earlier stop with "unsupported config version: 3".
@@ -69,6 +70,12 @@ def containerd_entries_fact(snapshot: Snapshot) -> dict[str, Any]:
                 main_version, main_declared = own, declared
             parsed.append({"path": path, "version": own if own is not None else main_version,
                            "declared": declared, "drop_in": not is_main, "entries": runtime_entries(doc)})
+        if main_version is None and any(f["drop_in"] for f in parsed):
+            # Engine discovery lists only the files it could read: a drop-in found without its root file
+            # may stand beside an unreadable config.toml, whose version and entries are then unknown.
+            root = snapshot.file(ROOT_CONFIG)
+            if root.text is None and not root.absent:
+                unreadable.append(f"{ROOT_CONFIG} ({root.why})")
         found[engine_id] = {"main_version": main_version, "main_declared": main_declared, "files": parsed,
                             "unreadable": unreadable}
     return found
@@ -193,6 +200,9 @@ def containerd_runtime_entry_unusable(engines: dict[str, Any],
         return skip("no NVIDIA runtime entry in the containerd configuration (runtime-configured says whether one "
                     "is expected)", evidence)
     names = sorted({f"{e['name']} ({e['plugin']}, {e['runtime_type']})" for _, _, _, e in nvidia})
+    if unreadable:  # an unread root file or drop-in may hold a misplaced entry or a version above the root's
+        return unknown(f"the readable containerd files look right ({', '.join(names)}), but "
+                       f"{', '.join(unreadable)} could not be read", evidence, fix="Run the doctor as root.")
     return ok(f"containerd NVIDIA runtime entries are in the right section with a runtime type: {', '.join(names)}",
               evidence)
 # --8<-- [end:containerd-runtime-entry]
