@@ -419,3 +419,64 @@ def check_peermem(  # noqa: PLR0917 (the registry passes each declared fact posi
     return warn(f"nvidia-peermem-missing: {len(nics)} Mellanox function(s) and {len(gpus)} GPU(s), nvidia_peermem not "
                 f"loaded and no DMA-BUF path ({why}): GPUDirect RDMA is off", fix, evidence)
 # --8<-- [end:nvidia-peermem-missing]
+
+
+# -- GPUDirect Storage --------------------------------------------------------------------------------
+NVIDIA_FS_MODULES = "/proc/driver/nvidia-fs/modules"
+# Storage kernel modules and the key each registers under in nvidia-fs (gds-nvidia-fs src/nvfs-dma.h).
+NVFS_KEYS = {"nvme": "nvme", "nvme_rdma": "nvme_rdma"}
+
+
+@fact("nvidia_fs_registered")
+def nvidia_fs_registered_fact(snapshot: Snapshot) -> list[str]:
+    """The storage drivers registered with nvidia-fs, from /proc/driver/nvidia-fs/modules ("nvme: <version>" lines).
+
+    nvidia-fs registers them when a process opens it (cuFile) and drops them when the last one closes
+    (gds-nvidia-fs src/nvfs-core.c, nvfs_open/nvfs_close), so an empty list on an idle host means nothing.
+    """
+    file_ = snapshot.file(NVIDIA_FS_MODULES)
+    if file_.text is None:
+        if file_.absent or file_.error == "not-collected":
+            raise Missing(f"{NVIDIA_FS_MODULES} is not there (nvidia-fs not loaded, or not collected)", "skip")
+        raise Missing(f"{NVIDIA_FS_MODULES} could not be read ({file_.why})", "unknown")
+    return [line.split(":", 1)[0].strip() for line in file_.text.splitlines() if ":" in line]
+
+
+# --8<-- [start:gds-nvme-registered]
+@check("gds-nvme-registered", title="The NVMe driver registered with nvidia-fs (GPUDirect Storage)",
+       page="gpudirect-rdma", facts=("proc_modules", "nvidia_fs_registered"))
+def check_gds_nvme(modules: dict[str, dict[str, object]], registered: list[str]) -> Verdict:
+    """nvidia-fs is in use, but the NVMe driver did not register with it, so cuFile reads from local NVMe (or
+    NVMe-oF) fall back to compatibility mode ("NVMe Driver not registered with nvidia-fs!!!").
+
+    Why it matters: nvidia-fs finds each storage driver by looking up that driver's registration symbol when a
+    process opens it. An NVMe driver without the hook (the distribution's, where only a patched or
+    MLNX_OFED/DOCA build has it), or one exporting a symbol version this nvidia-fs does not look for (v1 vs v2
+    from nvidia-fs 2.28.2), never registers: reads still work, through host memory.
+
+    The list is filled only while a process holds nvidia-fs open and emptied when the last one closes, so the
+    check judges only a list that names some other driver (proof that registration ran): an empty list is not
+    a failure.
+
+    Evidence: /proc/driver/nvidia-fs/modules, and the nvme/nvme_rdma modules in /proc/modules.
+
+    References: NVIDIA/gds-nvidia-fs src/nvfs-mod.c (probe_module_list), src/nvfs-core.c (nvfs_open,
+    nvfs_close), src/nvfs-proc.c (nvfs_modules_show); NVIDIA/gds-nvidia-fs#87.
+    """
+    loaded = {name: key for name, key in NVFS_KEYS.items() if name in modules}
+    evidence: dict[str, Any] = {"registered": registered, "storage_modules": sorted(loaded),
+                                "nvidia_fs_loaded": "nvidia_fs" in modules}
+    if not loaded:
+        return skip("no nvme or nvme_rdma module loaded: nothing local for nvidia-fs to register", evidence)
+    if not registered:
+        return skip(f"{NVIDIA_FS_MODULES} lists no driver: no process has nvidia-fs open now (drivers register "
+                    "when cuFile opens it); run the check while a GDS job or gdscheck runs", evidence)
+    missing = sorted(name for name, key in loaded.items() if key not in registered)
+    if missing:
+        return warn(f"nvidia-fs is in use ({', '.join(registered)} registered) but {', '.join(missing)} did not "
+                    "register: cuFile reads from those devices run in compatibility mode through host memory",
+                    "Use an NVMe driver that carries nvidia-fs's registration hook (MLNX_OFED/DOCA-OFED's, with "
+                    "an nvidia-fs that looks for the same symbol version), or the CUDA 12.8+ P2PDMA mode; "
+                    "confirm with gdscheck -p.", evidence, anchor="gds")
+    return ok(f"{', '.join(sorted(loaded))} registered with nvidia-fs", evidence)
+# --8<-- [end:gds-nvme-registered]

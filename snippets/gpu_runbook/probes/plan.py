@@ -136,6 +136,8 @@ FILES: tuple[str, ...] = (
     "/sys/module/nv_peer_mem/initstate",
     "/sys/module/ib_core/initstate",
     "/sys/kernel/mm/memory_peers/*/version",
+    # GPUDirect Storage: the storage drivers that registered with nvidia-fs (while a cuFile process has it open)
+    "/proc/driver/nvidia-fs/modules",
 )
 
 # Paths whose lstat is recorded (device nodes, links, marker files). Missing ones are recorded as ENOENT:
