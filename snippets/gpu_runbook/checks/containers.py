@@ -1400,10 +1400,17 @@ def minimum_driver(cuda: str) -> Optional[str]:
 
 
 # --8<-- [start:require-cuda]
-# libnvidia-container names a GPU's brand after NVML's brand enum (driver_get_device_brand, src/driver.c);
-# every brand without a name here, among them "NVIDIA" (H100, H200, B200), reads "Unknown". CUDA images
-# list brand=unknown, tesla, nvidia, quadro, grid and the vGPU brands per driver branch; never geforce or titan.
+# libnvidia-container names a GPU's brand after NVML's brand enum (driver_get_device_brand, src/driver.c).
+# Up to 1.8.x only these six had names and every other brand, among them "NVIDIA" (H100, H200, B200), read
+# "Unknown"; 1.9.0 extended the switch to the newer NVML brands (toolkit CHANGELOG: "Update switch statement
+# to include new brands from latest nvml.h"). CUDA images list brand=unknown, tesla, nvidia, quadro, grid and
+# the vGPU brands per driver branch; never geforce or titan.
 LIBNVC_BRANDS = {1: "Quadro", 2: "Tesla", 3: "NVS", 4: "GRID", 5: "GeForce", 6: "TITAN"}
+# For the newer brands the name depends on the libnvidia-container release, so a GPU of such a brand is judged
+# both as "Unknown" and under the word CUDA images use for its brand (an assumption about the newer names);
+# where the two answers differ the verdict stays open. Brands not listed here get no second name.
+IMAGE_BRAND_WORDS = {7: "vapps", 8: "vpc", 9: "vcs", 10: "vws", 11: "cloudgaming", 12: "quadrortx",
+                     13: "nvidiartx", 14: "nvidia"}
 # The words Go's strconv.ParseBool reads as true: the toolkit parses NVIDIA_DISABLE_REQUIRE with it.
 TRUE_WORDS = ("1", "t", "T", "TRUE", "true", "True")
 
@@ -1436,9 +1443,11 @@ def visible_gpus(cli_info: Optional[CommandFact], nvml: Optional[dict[str, Any]]
     """Each GPU's brand and architecture as libnvidia-container compares them: from `nvidia-container-cli
     info` (its own words), else from NVML with the brand named as libnvidia-container names it.
 
+    A brand libnvidia-container named only from 1.9.0 carries both readings in "brands".
+
     >>> visible_gpus(None, {"init": {"ok": True}, "devices": [
     ...     {"name": "NVIDIA H200", "brand": 14, "cuda_compute_capability": [9, 0]}]})
-    [{'name': 'NVIDIA H200', 'brand': 'Unknown', 'arch': '9.0', 'source': 'nvml'}]
+    [{'name': 'NVIDIA H200', 'brand': 'Unknown', 'arch': '9.0', 'source': 'nvml', 'brands': ['Unknown', 'nvidia']}]
     """
     if cli_info is not None and cli_info.ran and cli_info.exit == 0:
         devices = parse_cli_info(cli_info.output)["devices"]
@@ -1453,9 +1462,19 @@ def visible_gpus(cli_info: Optional[CommandFact], nvml: Optional[dict[str, Any]]
             return []  # one GPU of unknown brand leaves the whole verdict open
         cc = device.get("cuda_compute_capability")
         arch = f"{cc[0]}.{cc[1]}" if isinstance(cc, list) and len(cc) == 2 else None
-        gpus.append({"name": device.get("name"), "brand": LIBNVC_BRANDS.get(brand, "Unknown"), "arch": arch,
-                     "source": "nvml"})
+        gpu: dict[str, Any] = {"name": device.get("name"), "brand": LIBNVC_BRANDS.get(brand, "Unknown"),
+                               "arch": arch, "source": "nvml"}
+        if brand not in LIBNVC_BRANDS:
+            gpu["brands"] = ["Unknown", IMAGE_BRAND_WORDS.get(brand)]
+        gpus.append(gpu)
     return gpus
+
+
+def _per_gpu(requirements: dict[str, str], facts: dict[str, Optional[str]], gpu: dict[str, Any]) -> Optional[bool]:
+    """The requirements judged for one GPU; a GPU with two possible brand names counts only where both agree."""
+    answers = [_all_of([eval_require(e, {**facts, "brand": brand, "arch": gpu.get("arch")})
+                        for e in requirements.values()]) for brand in gpu.get("brands") or [gpu.get("brand")]]
+    return answers[0] if all(a == answers[0] for a in answers) else None
 
 
 def _all_of(results: list[Optional[bool]]) -> Optional[bool]:
@@ -1512,8 +1531,7 @@ def require_cuda_unsatisfied(env: dict[str, str], cuda: Optional[str], driver: O
     drv = driver_version if isinstance(driver_version, str) else None
     gpus = visible_gpus(cli_info, nvml)
     # libnvidia-container evaluates every requirement once per visible GPU, with that GPU's brand and arch.
-    per_gpu = [_all_of([eval_require(e, {"cuda": cuda, "driver": drv, "brand": g.get("brand"), "arch": g.get("arch")})
-                        for e in requirements.values()]) for g in gpus or [{}]]
+    per_gpu = [_per_gpu(requirements, {"cuda": cuda, "driver": drv}, g) for g in gpus or [{}]]
     verdict = _all_of(per_gpu)
     wanted = re.search(r"cuda\s*>=?\s*(\d+\.\d+)", expression)
     needed = wanted.group(1) if wanted else None
