@@ -889,6 +889,12 @@ def toolkit_config_broken(
                     "Use a path the runtime's user can write (under $HOME or /tmp for rootless) or comment it out.",
                     evidence, anchor="rootless-log")
     mode_value = runtime.get("mode")
+    if mode_value == "jit-cdi" and version is not None and version < JIT_CDI_DEFAULT:
+        # jit-cdi arrived with 1.18.0 (as the new default of auto); older runtimes know no such mode.
+        return fail(f"nvidia-container-runtime.mode = \"jit-cdi\", but the toolkit is {'.'.join(map(str, version))}: "
+                    "jit-cdi exists from 1.18.0, so the nvidia runtime stops every container with \"invalid runtime "
+                    "mode: jit-cdi\"", "Set mode = \"auto\" (or \"cdi\" with a generated spec), or upgrade the "
+                    "toolkit to 1.18.0 or later.", evidence, anchor="config")
     if isinstance(mode_value, str) and mode_value not in NVIDIA_RUNTIME_MODES:
         return warn(f"nvidia-container-runtime.mode = \"{mode_value}\" is not one of {', '.join(NVIDIA_RUNTIME_MODES)}",
                     "Set mode = \"auto\" (the default) or a documented mode.", evidence, anchor="config")
