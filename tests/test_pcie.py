@@ -246,6 +246,19 @@ def test_peermem_refused_in_kernel_log_fails_even_with_dmabuf(tmp_path: Path) ->
     assert _finding(snap, "nvidia-peermem-missing").status.value == "ok"
 
 
+def test_peermem_error_lines_of_drivers_without_the_error_marker_count(tmp_path: Path) -> None:
+    # 535.113.01 and the 545 branch print peer_err() lines without "ERROR"; their TRACE lines are debug output.
+    snap = _snapshot(tmp_path)
+    snap.data["files"]["/proc/driver/nvidia/version"] = {
+        "text": "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  545.29.06  Release Build  (x)\n"}
+    line = "nvidia-peermem nv_mem_client_init:491 nv_mem_client_init -- error while registering traditional client"
+    snap.data["commands"] = {"dmesg": {"argv": ["dmesg"], "exit": 0, "stderr": "", "stdout": f"[ 9.1] {line}\n"}}
+    finding = _finding(snap, "nvidia-peermem-missing")
+    assert finding.status.value == "fail" and "registering traditional client" in finding.summary
+    snap.data["commands"]["dmesg"]["stdout"] = "[ 9.1] nvidia-peermem nv_mem_get_pages:300 TRACE get pages\n"
+    assert _finding(snap, "nvidia-peermem-missing").status.value != "fail"
+
+
 def test_a_bridge_without_extended_config_space_has_no_acs(tmp_path: Path) -> None:
     # As root the kernel returns 256 bytes for a function without extended config space: read in full, no ACS.
     snap = _snapshot(tmp_path, config_size=256)

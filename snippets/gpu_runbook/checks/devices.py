@@ -137,8 +137,8 @@ def cgroup_setup_fact(snapshot: Snapshot) -> dict[str, Any]:
                              "devices_v1_mount": mounts.devices_v1}
     if path == "/":
         # "0::/" (or "N:devices:/"): the process sits at the root of its cgroup namespace. In a container that is
-        # a private cgroup namespace (Docker's and containerd's default on cgroup v2), which hides the host
-        # path, so neither the path nor the cgroup driver can be read from here.
+        # a private cgroup namespace (Docker's default on cgroup v2, and containerd's for unprivileged CRI
+        # containers), which hides the host path, so neither the path nor the cgroup driver can be read here.
         try:
             contained: Optional[bool] = in_container_fact(snapshot)
         except Missing:
@@ -602,8 +602,9 @@ def cgroup_denies_gpu(cgroup: dict[str, Any], opens: Optional[dict[str, Any]],
     ## Evidence
     The open test (errno of an O_RDONLY|O_NONBLOCK open of /dev/nvidiactl and /dev/nvidia-uvm),
     /proc/self/mountinfo and /proc/self/cgroup (version and driver), the v1 devices.list. In a private cgroup
-    namespace (Docker's and containerd's default on cgroup v2) /proc/self/cgroup reads "0::/": the cgroup's
-    host path and the cgroup driver are then not visible, and the finding says so instead of guessing.
+    namespace (Docker's default on cgroup v2; containerd gives unprivileged CRI containers one)
+    /proc/self/cgroup reads "0::/": the cgroup's host path and the cgroup driver are then not visible, and
+    the finding says so instead of guessing.
     /run/systemd/container (or $container) names an LXC, Incus or LXD container, whose device rules come
     from its configuration on the host: the fix then goes there.
 

@@ -171,11 +171,11 @@ def service_device_sandbox(services: dict[str, dict[str, Any]], proc_devices: Op
     and NVENC fails to initialise.
 
     ## Evidence
-    The collected units (every service in /etc/systemd/system, the packaged units of Ollama, Jellyfin,
-    Plex, Emby and JupyterHub under /usr/lib/systemd/system or /lib/systemd/system) whose name or
-    ExecStart= names a GPU program, whose environment selects GPUs or whose DeviceAllow= names NVIDIA
-    devices, with their .conf drop-ins; /proc/devices. Transient units (systemd-run, JupyterHub's
-    SystemdSpawner) are not read.
+    The collected units (every service in /etc/systemd/system, /run/systemd/system and
+    /run/systemd/transient, where systemd-run and JupyterHub's SystemdSpawner put theirs, and the packaged
+    units of Ollama, Jellyfin, Plex, Emby and JupyterHub under /usr/lib/systemd/system or
+    /lib/systemd/system) whose name or ExecStart= names a GPU program, whose environment selects GPUs or
+    whose DeviceAllow= names NVIDIA devices, with their .conf drop-ins; /proc/devices.
 
     ## References
     systemd.exec(5) (PrivateDevices=, ProtectClock=); systemd.resource-control(5) (DevicePolicy=,
