@@ -63,9 +63,9 @@ def containerd_entries_fact(snapshot: Snapshot) -> dict[str, Any]:
             if error or not isinstance(doc, dict):
                 continue  # runtime-configured reports files that do not parse
             is_main = not any(path.startswith(d) for d in DROP_IN_DIRS)
-            own = config_version(doc) if "version" in doc or is_main else None
             # containerd 2.3 compares the versions files write out; a root file without one sets no bar.
             declared = config_version(doc) if "version" in doc else None
+            own = config_version(doc) if is_main else declared
             if is_main:
                 main_version, main_declared = own, declared
             parsed.append({"path": path, "version": own if own is not None else main_version,
@@ -88,10 +88,10 @@ def _drop_in_ahead(engines: dict[str, Any]) -> list[tuple[str, int, str, int]]:
     found = []
     for config in engines.values():
         root = config.get("main_declared")
-        files = config.get("files") or []
-        root_path = next((f["path"] for f in files if not f.get("drop_in")), "config.toml")
         if not isinstance(root, int):
             continue
+        files = config.get("files") or []
+        root_path = next((f["path"] for f in files if not f.get("drop_in")), "config.toml")
         for f in files:
             declared = f.get("declared")
             if f.get("drop_in") and isinstance(declared, int) and declared > root:

@@ -425,8 +425,9 @@ def check_peermem(  # noqa: PLR0917 (the registry passes each declared fact posi
 
 # -- GPUDirect Storage --------------------------------------------------------------------------------
 NVIDIA_FS_MODULES = "/proc/driver/nvidia-fs/modules"
-# Storage kernel modules and the key each registers under in nvidia-fs (gds-nvidia-fs src/nvfs-dma.h).
-NVFS_KEYS = {"nvme": "nvme", "nvme_rdma": "nvme_rdma"}
+# Local storage modules whose registration nvidia-fs lists under the module's own name (gds-nvidia-fs
+# src/nvfs-dma.h, NVFS_PROC_MOD_NVME_KEY and NVFS_PROC_MOD_NVME_RDMA_KEY).
+NVFS_STORAGE_MODULES = ("nvme", "nvme_rdma")
 
 
 @fact("nvidia_fs_registered")
@@ -465,20 +466,20 @@ def check_gds_nvme(modules: dict[str, dict[str, object]], registered: list[str])
     References: NVIDIA/gds-nvidia-fs src/nvfs-mod.c (probe_module_list), src/nvfs-core.c (nvfs_open,
     nvfs_close), src/nvfs-proc.c (nvfs_modules_show); NVIDIA/gds-nvidia-fs#87.
     """
-    loaded = {name: key for name, key in NVFS_KEYS.items() if name in modules}
-    evidence: dict[str, Any] = {"registered": registered, "storage_modules": sorted(loaded),
+    loaded = [name for name in NVFS_STORAGE_MODULES if name in modules]
+    evidence: dict[str, Any] = {"registered": registered, "storage_modules": loaded,
                                 "nvidia_fs_loaded": "nvidia_fs" in modules}
     if not loaded:
         return skip("no nvme or nvme_rdma module loaded: nothing local for nvidia-fs to register", evidence)
     if not registered:
         return skip(f"{NVIDIA_FS_MODULES} lists no driver: no process has nvidia-fs open now (drivers register "
                     "when cuFile opens it); run the check while a GDS job or gdscheck runs", evidence)
-    missing = sorted(name for name, key in loaded.items() if key not in registered)
+    missing = [name for name in loaded if name not in registered]
     if missing:
         return warn(f"nvidia-fs is in use ({', '.join(registered)} registered) but {', '.join(missing)} did not "
                     "register: cuFile reads from those devices run in compatibility mode through host memory",
                     "Use an NVMe driver that carries nvidia-fs's registration hook (MLNX_OFED/DOCA-OFED's, with "
                     "an nvidia-fs that looks for the same symbol version), or the CUDA 12.8+ P2PDMA mode; "
                     "confirm with gdscheck -p.", evidence, anchor="gds")
-    return ok(f"{', '.join(sorted(loaded))} registered with nvidia-fs", evidence)
+    return ok(f"{', '.join(loaded)} registered with nvidia-fs", evidence)
 # --8<-- [end:gds-nvme-registered]

@@ -29,6 +29,11 @@ def parse_modprobe_conf(text: str) -> dict[str, list[str]]:
     return result
 
 
+def _module_names(module: str) -> set[str]:
+    """The spellings modprobe treats as one module: dashes and underscores are interchangeable."""
+    return {module, module.replace("_", "-"), module.replace("-", "_")}
+
+
 def module_disabled_by(confs: dict[str, str], cmdline: str, module: str) -> list[str]:
     """Where `module` is kept from loading: modprobe.d blacklist/install-to-false/alias-off lines,
     or the kernel command line (modprobe.blacklist=, rd.driver.blacklist=, module_blacklist=).
@@ -44,7 +49,7 @@ def module_disabled_by(confs: dict[str, str], cmdline: str, module: str) -> list
     []
     """
     found: list[str] = []
-    names = {module, module.replace("_", "-"), module.replace("-", "_")}
+    names = _module_names(module)
     for path, text in sorted(confs.items()):
         conf = parse_modprobe_conf(text)
         for entry in conf["blacklist"]:
@@ -79,7 +84,7 @@ def module_option_set(confs: dict[str, str], cmdline: str, module: str, option: 
     []
     """
     found: list[str] = []
-    names = {module, module.replace("_", "-"), module.replace("-", "_")}
+    names = _module_names(module)
     for path, text in sorted(confs.items()):
         for entry in parse_modprobe_conf(text)["options"]:
             words = entry.split()
