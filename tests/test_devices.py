@@ -511,3 +511,66 @@ def test_service_sandbox_names_every_setting_to_change_and_reads_transient_units
     finding = _service_verdict(_service_snapshot({"/run/systemd/transient/jupyter-alice-singleuser.service": unit}))
     assert finding.status == Status.FAIL and "jupyter-alice-singleuser.service" in finding.summary
     assert "PrivateDevices=no" in finding.fix and "DeviceAllow=char-nvidia rw" in finding.fix, finding.fix
+
+
+# -- the kernel's build options (kernel-cgroup-bpf) ---------------------------------------------------------
+
+KERNEL_CONFIG = ("#\n# Automatically generated file; DO NOT EDIT.\nCONFIG_BPF=y\nCONFIG_BPF_SYSCALL=y\n"
+                 "# CONFIG_CGROUP_BPF is not set\nCONFIG_CGROUP_BPF_EXTRA=y\nCONFIG_LOCALVERSION=\"-avocado\"\n")
+
+
+def test_kernel_config_probe_keeps_only_the_planned_options(tmp_path: Path) -> None:
+    import gzip
+
+    from gpu_runbook.probes.host import read_kernel_config
+
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "boot").mkdir()
+    (tmp_path / "proc" / "config.gz").write_bytes(gzip.compress(KERNEL_CONFIG.encode()))
+    (tmp_path / "boot" / "config-6.6.52").write_text(KERNEL_CONFIG)
+    want = "CONFIG_BPF_SYSCALL=y\n# CONFIG_CGROUP_BPF is not set\n"
+    for path in ("/proc/config.gz", "/boot/config-6.6.52"):
+        fact = read_kernel_config(str(tmp_path), path, plan.KERNEL_CONFIG_OPTIONS, plan.KERNEL_CONFIG_MAX_BYTES)
+        assert fact == {"text": want, "filtered": True}, path
+    # A limit smaller than the configuration marks it truncated, compressed or not.
+    for path in ("/proc/config.gz", "/boot/config-6.6.52"):
+        assert read_kernel_config(str(tmp_path), path, plan.KERNEL_CONFIG_OPTIONS, 40)["truncated"] is True
+    (tmp_path / "proc" / "bad.gz").write_bytes(b"CONFIG_CGROUP_BPF=y\n")
+    assert read_kernel_config(str(tmp_path), "/proc/bad.gz", plan.KERNEL_CONFIG_OPTIONS, 1024)["error"] == "EBADMSG"
+    assert read_kernel_config(str(tmp_path), "/proc/absent.gz", plan.KERNEL_CONFIG_OPTIONS, 1024)["error"] == "ENOENT"
+    # The collection records them under their own paths, and nothing else of the file.
+    files = collect(root=str(tmp_path), deadline=5)["files"]
+    assert files["/proc/config.gz"]["text"] == want and files["/boot/config-6.6.52"]["text"] == want
+
+
+def test_kernel_cgroup_bpf_judges_planned_options_only() -> None:
+    assert set(devices.KERNEL_BPF_OPTIONS) <= set(plan.KERNEL_CONFIG_OPTIONS)
+
+
+def _kernel_verdict(data: dict) -> Finding:
+    return next(iter(run_checks(Snapshot(data), only=["kernel-cgroup-bpf"], strict=True)))
+
+
+def test_kernel_cgroup_bpf_running_release_and_branches() -> None:
+    broken = load_scenario(SCENARIO_DIR / "cgroup-device-access" / "broken-kernel-without-cgroup-bpf.json")["snapshot"]
+    data = copy.deepcopy(broken)
+    # Both options missing (CONFIG_BPF_SYSCALL absent from the configuration counts as not set).
+    data["files"]["/proc/config.gz"] = {"text": "# CONFIG_CGROUP_BPF is not set\n", "filtered": True}
+    found = _kernel_verdict(data)
+    assert found.status is Status.FAIL and "CONFIG_BPF_SYSCALL is not set" in found.summary
+    # Cut before the options: cannot tell.
+    data["files"]["/proc/config.gz"] = {"text": "", "filtered": True, "truncated": True}
+    assert _kernel_verdict(data).status is Status.UNKNOWN
+    # cgroup v1: device rules are not eBPF.
+    data = copy.deepcopy(broken)
+    data["files"]["/proc/self/mountinfo"] = {"text": (
+        "24 1 252:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw\n"
+        "40 25 0:35 / /sys/fs/cgroup/devices rw shared:20 - cgroup cgroup rw,devices\n")}
+    assert _kernel_verdict(data).status is Status.OK
+    # Only the running release's /boot copy counts; none readable is a skip.
+    data = copy.deepcopy(broken)
+    del data["files"]["/proc/config.gz"]
+    data["files"]["/boot/config-5.15.0-1-generic"] = {"text": "CONFIG_BPF_SYSCALL=y\nCONFIG_CGROUP_BPF=y\n"}
+    assert _kernel_verdict(data).status is Status.SKIP
+    data["files"][f"/boot/config-{data['host']['kernel_release']}"] = {"text": "CONFIG_BPF_SYSCALL=y\n"}
+    assert _kernel_verdict(data).status is Status.FAIL

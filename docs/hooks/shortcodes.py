@@ -193,6 +193,10 @@ def collection_plan() -> str:
         where = f" (only where {', '.join(f'`{p}`' for p in command.only_where)} exists)" if command.only_where else ""
         out.append(f"| `{name}` | `{' '.join(command.argv)}` | {command.timeout:g} s | {command.why}{where} |")
     out += ["", "### Files read", "", *[f"- `{p}`" for p in plan.FILES], "",
+            "### Kernel configuration (only these options' lines are kept)", "",
+            *[f"- `{p}`" for p in plan.KERNEL_CONFIG_FILES], "",
+            "Options: " + ", ".join(f"`{o}`" for o in plan.KERNEL_CONFIG_OPTIONS) + f"; a `.gz` file is decompressed "
+            f"in memory, at most {plan.KERNEL_CONFIG_MAX_BYTES // (1024 * 1024)} MiB of it.", "",
             "### Paths examined (lstat only, never opened)", "", *[f"- `{p}`" for p in plan.PATHS], "",
             "### Paths named by the environment (lstat only)", "",
             "At root `/` only, and only absolute paths without `..` or glob characters:", "",

@@ -12,6 +12,7 @@ from gpu_runbook.facts import (
     OPERATOR_TOOLKIT_DIR,
     has_program,
     in_container_fact,
+    kernel_release_fact,
     nvml_gpu_minors,
 )
 from gpu_runbook.findings import Verdict, fail, ok, skip, unknown, warn
@@ -29,6 +30,7 @@ from gpu_runbook.parsers.proc import (
     module_load_causes,
     parse_api_mismatches,
     parse_driver_params,
+    parse_kernel_config,
     parse_proc_modules,
     secure_boot_from_efivar,
     secure_boot_from_mokutil,
@@ -779,6 +781,71 @@ def bpf_jit_fact(snapshot: Snapshot) -> dict[str, str]:
     if not result:
         raise Missing("bpf_jit sysctls were not readable", "skip")
     return result
+
+
+# --8<-- [start:kernel-cgroup-bpf]
+@check("kernel-cgroup-bpf", title="The kernel can hold cgroup v2 device rules (cgroup BPF)",
+       page="cgroup-device-access", facts=("cgroup_setup",), optional=("kernel_config",))
+def kernel_lacks_cgroup_bpf(cgroup: dict[str, Any], config: Optional[dict[str, Any]]) -> Verdict:
+    """A cgroup v2 host whose kernel was built without CONFIG_CGROUP_BPF or CONFIG_BPF_SYSCALL: runc cannot
+    install a container's device rules, and containers fail with "bpf_prog_query(BPF_CGROUP_DEVICE) failed:
+    function not implemented".
+
+    ## Why it matters
+    cgroup v2 has no devices controller file: runc attaches each container's device rules to its cgroup as an
+    eBPF program (and from runc 1.0.0 first queries the programs attached already). A kernel without the bpf()
+    system call or without cgroup BPF answers ENOSYS, and every container that is neither privileged nor
+    rootless fails at create, GPU or not. Minimal and embedded kernel builds are where this happens.
+
+    ## Evidence
+    The cgroup version, and the two options in /proc/config.gz or in /boot/config-<running release>.
+
+    ## References
+    opencontainers/runc libcontainer/cgroups/devices/ebpf_linux.go (BPF_PROG_QUERY, the privileged and
+    rootless exceptions); avocado-linux/meta-avocado pull request #256; runc script/check-config.sh.
+    """
+    if config is None:
+        return skip("kernel configuration not readable here (no /proc/config.gz, no /boot/config-<release>)",
+                    {"cgroup": cgroup["version"]})
+    options = config["options"]
+    evidence = {"cgroup": cgroup["version"], "source": config["source"],
+                "options": {name: options.get(name, "absent") for name in KERNEL_BPF_OPTIONS}}
+    if cgroup["version"] != "v2":
+        return ok(f"cgroup {cgroup['version']}: device rules go to the v1 devices controller, not eBPF", evidence)
+    missing = [name for name in KERNEL_BPF_OPTIONS if options.get(name) != "y"]
+    if not missing:
+        return ok(f"kernel built with {' and '.join(f'{n}=y' for n in KERNEL_BPF_OPTIONS)} ({config['source']})",
+                  evidence)
+    if config.get("truncated") and any(name not in options for name in missing):
+        return unknown(f"{config['source']} was cut before {', '.join(missing)}: cannot tell", evidence)
+    said = ", ".join(f"{name} {'is not set' if options.get(name, 'n') == 'n' else '=' + options[name]}"
+                     for name in missing)
+    return fail(f"cgroup v2 and a kernel without cgroup BPF ({said}, {config['source']}): runc cannot attach "
+                "device rules, so containers that are not privileged or rootless fail at create "
+                "(\"bpf_prog_query(BPF_CGROUP_DEVICE) failed: function not implemented\")",
+                "Boot a kernel built with CONFIG_BPF_SYSCALL=y and CONFIG_CGROUP_BPF=y (distribution kernels "
+                "have both), or rebuild this one with them.", evidence, anchor="no-cgroup-bpf")
+# --8<-- [end:kernel-cgroup-bpf]
+
+
+# The options the check judges, as the probe plan records them (only these lines of the configuration).
+KERNEL_BPF_OPTIONS = ("CONFIG_BPF_SYSCALL", "CONFIG_CGROUP_BPF")
+
+
+@fact("kernel_config")
+def kernel_config_fact(snapshot: Snapshot) -> dict[str, Any]:
+    """The running kernel's recorded build options: {"source", "options", "truncated"}; /proc/config.gz first,
+    then /boot/config-<running release>."""
+    candidates = ["/proc/config.gz"]
+    try:
+        candidates.append(f"/boot/config-{kernel_release_fact(snapshot)}")
+    except Missing:
+        pass
+    for path in candidates:
+        record = snapshot.file(path)
+        if record.text is not None:
+            return {"source": path, "options": parse_kernel_config(record.text), "truncated": record.truncated}
+    raise Missing("kernel configuration not readable (/proc/config.gz, /boot/config-<release>)", "skip")
 
 
 # --8<-- [start:kernel-modules-loaded]

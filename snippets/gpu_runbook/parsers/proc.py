@@ -430,3 +430,20 @@ def gpu_init_failures(log: str) -> list[InitFailure]:
             line = log[start:end if end >= 0 else len(log)].strip()[:200]
             found.append((match.start(), InitFailure(kind, pci, detail, line)))
     return [failure for _, failure in sorted(found, key=lambda item: item[0])]
+
+
+def parse_kernel_config(text: str) -> dict[str, str]:
+    """Options of a kernel configuration (.config, /proc/config.gz) with their values; "n" for "is not set".
+
+    >>> parse_kernel_config("CONFIG_BPF_SYSCALL=y\\n# CONFIG_CGROUP_BPF is not set\\nCONFIG_HZ=250\\n# comment\\n")
+    {'CONFIG_BPF_SYSCALL': 'y', 'CONFIG_CGROUP_BPF': 'n', 'CONFIG_HZ': '250'}
+    """
+    options: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("# CONFIG_") and line.endswith(" is not set"):
+            options[line[2:-len(" is not set")].strip()] = "n"
+        elif line.startswith("CONFIG_") and "=" in line:
+            name, _, value = line.partition("=")
+            options[name] = value.strip().strip('"')
+    return options

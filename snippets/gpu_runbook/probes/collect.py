@@ -17,7 +17,7 @@ from gpu_runbook.probes import plan
 from gpu_runbook.probes.commands import KILL_GRACE_S, run_command
 from gpu_runbook.probes.devopen import finish_open_tests, start_open_tests
 from gpu_runbook.probes.engines import probe_users
-from gpu_runbook.probes.host import expand, list_dir, read_file, stat_path
+from gpu_runbook.probes.host import expand, list_dir, read_file, read_kernel_config, stat_path
 from gpu_runbook.probes.nvml import probe_nvml_finish, probe_nvml_start
 from gpu_runbook.probes.pci import probe_pci
 from gpu_runbook.snapshot import SCHEMA_VERSION
@@ -109,6 +109,8 @@ class HostReader(threading.Thread):
             self.dev_recorded.set()
         self.go_on.wait(DEV_WAIT_S)
         self._each("files", plan.FILES, lambda p: read_file(self.root, p, plan.MAX_FILE_BYTES))
+        self._each("files", plan.KERNEL_CONFIG_FILES,
+                   lambda p: read_kernel_config(self.root, p, plan.KERNEL_CONFIG_OPTIONS, plan.KERNEL_CONFIG_MAX_BYTES))
         rest = tuple(p for p in plan.PATHS + self.extra_paths if p not in plan.DEV_PATHS)
         self._each("paths", rest, lambda p: stat_path(self.root, p))
         self._list(tuple(p for p in plan.DIRS if p not in plan.DEV_DIRS))

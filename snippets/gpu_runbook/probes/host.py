@@ -10,6 +10,7 @@ import errno
 import fnmatch
 import os
 import stat
+import zlib
 from typing import Any, Optional
 
 _MAX_LINK_HOPS = 40
@@ -54,8 +55,8 @@ def host_path(root: str, path: str, follow: bool = True) -> str:
     return os.path.join(root, *resolved)
 
 
-def read_file(root: str, path: str, max_bytes: int) -> dict[str, Any]:
-    """Read a file as text (UTF-8, undecodable bytes replaced), at most max_bytes."""
+def read_file_bytes(root: str, path: str, max_bytes: int) -> dict[str, Any]:
+    """The first max_bytes of a regular file: {"data": bytes, "truncated": bool}, or an error fact."""
     try:
         real = host_path(root, path)
         # O_NONBLOCK: a FIFO or a device where a file was expected must not block the doctor.
@@ -83,11 +84,52 @@ def read_file(root: str, path: str, max_bytes: int) -> dict[str, Any]:
         return _err(exc)
     finally:
         os.close(fd)
-    fact: dict[str, Any] = {"text": data[:max_bytes].decode("utf-8", errors="replace")}
-    if len(data) > max_bytes:
+    return {"data": data[:max_bytes], "truncated": len(data) > max_bytes}
+
+
+def read_file(root: str, path: str, max_bytes: int) -> dict[str, Any]:
+    """Read a file as text (UTF-8, undecodable bytes replaced), at most max_bytes."""
+    raw = read_file_bytes(root, path, max_bytes)
+    if "error" in raw:
+        return raw
+    data: bytes = raw["data"]
+    fact: dict[str, Any] = {"text": data.decode("utf-8", errors="replace")}
+    if raw["truncated"]:
         fact["truncated"] = True
-    if b"\x00" in data[:max_bytes]:
+    if b"\x00" in data:
         fact["binary"] = True
+    return fact
+
+
+def read_kernel_config(root: str, path: str, options: tuple[str, ...], max_bytes: int) -> dict[str, Any]:
+    """The lines of a kernel configuration file (plain, or gzip like /proc/config.gz) that set or unset one of
+    `options`, as a file fact whose text holds only those lines ("filtered": true).
+
+    A configuration larger than max_bytes (after decompression) is cut there and marked truncated; a .gz file
+    that does not decompress is recorded as EBADMSG rather than read as text.
+    """
+    raw = read_file_bytes(root, path, max_bytes)
+    if "error" in raw:
+        return raw
+    data: bytes = raw["data"]
+    truncated = raw["truncated"]
+    if path.endswith(".gz"):
+        try:
+            inflater = zlib.decompressobj(wbits=47)  # 32 + 15: a gzip or zlib header, detected
+            out = inflater.decompress(data, max_bytes + 1)
+        except zlib.error as exc:
+            return {"error": "EBADMSG", "detail": f"not a gzip file: {exc}"}
+        truncated = truncated or len(out) > max_bytes or bool(inflater.unconsumed_tail)
+        data = out[:max_bytes]
+    wanted = set(options)
+    kept = []
+    for line in data.decode("utf-8", errors="replace").splitlines():
+        name = line[2:].split(" ", 1)[0] if line.startswith("# CONFIG_") else line.split("=", 1)[0]
+        if name in wanted:
+            kept.append(line)
+    fact: dict[str, Any] = {"text": "".join(f"{line}\n" for line in kept), "filtered": True}
+    if truncated:
+        fact["truncated"] = True
     return fact
 
 

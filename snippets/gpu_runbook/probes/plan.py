@@ -140,6 +140,18 @@ FILES: tuple[str, ...] = (
     "/proc/driver/nvidia-fs/modules",
 )
 
+# The running kernel's build options that checks judge: from /proc/config.gz (kernels with CONFIG_IKCONFIG_PROC)
+# or the distribution's copy in /boot (each installed kernel's; the fact picks the running release). A .gz file is
+# decompressed in memory, at most KERNEL_CONFIG_MAX_BYTES of it; only the lines that set or unset one of
+# KERNEL_CONFIG_OPTIONS are recorded, never the rest of the configuration.
+KERNEL_CONFIG_FILES: tuple[str, ...] = ("/proc/config.gz", "/boot/config-*")
+KERNEL_CONFIG_OPTIONS: tuple[str, ...] = (
+    # runc on cgroup v2 installs device rules as an eBPF program: without both, containers fail at create
+    "CONFIG_BPF_SYSCALL",
+    "CONFIG_CGROUP_BPF",
+)
+KERNEL_CONFIG_MAX_BYTES = 4 * 1024 * 1024
+
 # Paths whose lstat is recorded (device nodes, links, marker files). Missing ones are recorded as ENOENT:
 # the absence of /dev/nvidia-uvm is a fact a check needs.
 PATHS: tuple[str, ...] = (
