@@ -11,7 +11,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from conftest import DOCS, run_cli
+from conftest import DOCS, limit_s, machine_pace, run_cli
 from eval_explain import README, README_BLOCK, cited_test_reports, evaluate, evaluate_fresh, readme_block, thread_of
 from gen_error_index import TARGET, front_matter, render
 from gpu_runbook.explain import LIKELY, MATCH, POSSIBLE, explain, load_index, parse_query
@@ -108,7 +108,7 @@ def test_a_ten_thousand_line_log_answers_in_under_a_second() -> None:
     matches = explain(text)
     elapsed = time.perf_counter() - start
     assert matches[0].page in ("recovery", "health-monitoring") and matches[0].level == MATCH
-    assert elapsed < 1.0, f"{elapsed:.2f} s for 10,000 lines"
+    assert elapsed < limit_s(0.0, 1.0), f"{elapsed:.2f} s for 10,000 lines (pace {machine_pace():.1f})"
 
 
 def test_signatures_compile_and_name_catalogue_pages() -> None:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_cli_process
+from conftest import limit_s, machine_pace, run_cli_process
 from gpu_runbook.probes import plan
 
 # A stand-in for every probed command: never answers, and forks a child that never answers either
@@ -86,7 +86,10 @@ def test_every_command_and_nvml_hung_default_deadline(hung_env: dict[str, str], 
     assert hung["url"].endswith("kubernetes/recovery.html#hung-driver")
     assert "nvidia-smi" in hung["summary"] and "NVML" in hung["summary"]
     assert by_id["nvml-init"]["status"] == "fail" and "recovery.html#hung-driver" in by_id["nvml-init"]["url"]
-    assert wall <= plan.DEFAULT_DEADLINE_S, f"check took {wall:.1f} s with every command hung"
+    # The interpreter's start and the checks come on top of the collection's budget, and take longer on a
+    # loaded host (the collection's own time is asserted in test_collect_records_each_hang_as_a_fact).
+    assert wall <= limit_s(plan.DEFAULT_DEADLINE_S, 0.5), \
+        f"check took {wall:.1f} s with every command hung (pace {machine_pace():.1f})"
     _assert_nothing_left(hung_env)
     record_property("longest_hung_run_seconds", round(wall, 2))
     print(f"\nlongest doctor run with every command hung (default deadline "
@@ -99,7 +102,7 @@ def test_deadline_is_configurable(hung_env: dict[str, str], deadline: float) -> 
     by_id = {f["check"]: f for f in report["findings"]}
     assert by_id["gpu-tools-hung"]["status"] == "fail"
     # Python start-up comes on top of the collection's own budget.
-    assert wall <= deadline + 0.5, f"check --deadline {deadline} took {wall:.1f} s"
+    assert wall <= limit_s(deadline, 0.5), f"check --deadline {deadline} took {wall:.1f} s (pace {machine_pace():.1f})"
     _assert_nothing_left(hung_env)
 
 
@@ -110,7 +113,7 @@ def test_blocking_nvml_alone_is_abandoned(hung_env: dict[str, str]) -> None:
     assert by_id["nvml-init"]["status"] == "fail"
     assert by_id["nvml-init"]["url"].endswith("recovery.html#hung-driver")
     assert by_id["gpu-tools-hung"]["status"] == "fail" and "NVML" in by_id["gpu-tools-hung"]["summary"]
-    assert wall <= 3.5
+    assert wall <= limit_s(3.0, 0.5), f"{wall:.1f} s with --deadline 3 (pace {machine_pace():.1f})"
     _assert_nothing_left(env)
 
 

@@ -113,7 +113,7 @@ def test_search_finds_error_strings(site_url: str, browser_page, query: str, exp
     page.goto(site_url + "index.html", wait_until="load")
     page.keyboard.press("s")  # Material's shortcut opens search on any viewport
     box = page.locator("input.md-search__input")
-    box.wait_for(state="visible", timeout=5000)
+    box.wait_for(state="visible", timeout=30_000)
     results = page.locator(".md-search-result__item")
 
     def hrefs() -> list[str]:
@@ -126,7 +126,7 @@ def test_search_finds_error_strings(site_url: str, browser_page, query: str, exp
     box.fill(query)
     box.press("End")
     found: list[str] = []
-    for _ in range(80):
+    for _ in range(120):  # up to 30 s on a busy runner; a quick answer ends the loop at once
         page.wait_for_timeout(250)
         found = hrefs()
         if found and (not expected_page or any(expected_page in href for href in found)):
