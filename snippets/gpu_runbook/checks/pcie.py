@@ -313,12 +313,13 @@ def check_acs_redirect(  # noqa: PLR0917 (the registry passes each declared fact
 # NVIDIA's GPU Operator RDMA guide: the DMA-BUF path needs Linux 5.12 or later (and the open kernel module).
 DMABUF_KERNEL = boundary("gpudirect-rdma.dmabuf-kernel", "kernel", "5.12")
 # The kernel's refusals (module symbol checks) and nvidia-peermem's own peer_err() lines: "nvidia-peermem
-# <function>:<line> ERROR ..." in the 535 branch from 535.129.03 and from 550, the same without "ERROR" in
-# 535.113.01 and earlier and in 545 (where peer_err was the only macro with that prefix); TRACE lines are debug.
+# <function>:<line> ERROR ..." in the 535 branch from 535.129.03 (535.43.24 in the 535.43 releases) and from
+# 550, the same without "ERROR" in 535.113.01, 535.43.23 and earlier and in 545 (where peer_err was the only
+# macro with that prefix); TRACE lines are debug.
 PEERMEM_LOG = re.compile(r"[^\n]*(?:nvidia_peermem: (?:disagrees about version|Unknown symbol)"
                          r"|nvidia-peermem \S+:\d+ (?!TRACE ))[^\n]*")
 # Logged by the free callback when a context fails its magic-value check and is skipped (nvidia-peermem.c, in
-# 535 from 535.129.03 and from 550, not in 545): not a failure of GPUDirect RDMA.
+# 535 from 535.129.03 and 535.43.24, and from 550; not in 545): not a failure of GPUDirect RDMA.
 PEERMEM_HARMLESS = "detected invalid context"
 ETHERNET_CLASS = 0x0200  # PCI class 02 (network) sub-class 00 (Ethernet); ConnectX in InfiniBand mode is 0x0207
 
