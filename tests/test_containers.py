@@ -475,3 +475,22 @@ def test_selinux_devices_judges_the_oldest_container_selinux(stdout: str, status
     data["commands"]["container-selinux-version"]["stdout"] = stdout
     finding = run_checks(Snapshot(data), only=["selinux-devices"])[0]
     assert finding.status.value == status, finding.summary
+
+
+@pytest.mark.parametrize("stdout, expected", [
+    ("NVIDIA-SMI version  : 580.159.04\nNVML version        : 580.159\nDRIVER version      : 580.159.04\n"
+     "CUDA Version        : 13.0\n", "13.0"),
+    # The 610 branch renamed the lines and keeps the old labels with a pointer instead of a number.
+    ("NVIDIA-SMI version  : 610.57.04\nNVML version        : 610.57\n"
+     'DRIVER version      : Deprecated, see "KMD version" instead\n'
+     'CUDA version        : Deprecated, see "CUDA UMD version" instead\n'
+     "KMD version         : 610.57.04\nCUDA UMD version    : 13.3\n", "13.3"),
+])
+def test_driver_cuda_version_reads_both_spellings_of_nvidia_smi(stdout: str, expected: str) -> None:
+    """Without NVML the driver's CUDA version comes from `nvidia-smi --version`, old and 610-branch layouts."""
+    from gpu_runbook.checks.containers import driver_cuda_version_fact
+    from gpu_runbook.snapshot import Snapshot
+
+    snapshot = Snapshot({"commands": {"nvidia-smi-version": {"argv": ["nvidia-smi", "--version"], "exit": 0,
+                                                             "stdout": stdout, "stderr": ""}}})
+    assert driver_cuda_version_fact(snapshot) == expected

@@ -396,6 +396,11 @@ def compat_libs_fact(snapshot: Snapshot) -> list[dict[str, Any]]:
     return libs
 
 
+# `nvidia-smi --version` prints "CUDA Version : 13.0"; drivers of the 610 branch print "CUDA version : Deprecated,
+# see "CUDA UMD version" instead" and then "CUDA UMD version : 13.3": the first line with a number wins.
+SMI_CUDA_VERSION = re.compile(r"CUDA (?:UMD )?version\s*:\s*(\d+\.\d+)", re.IGNORECASE)
+
+
 @fact("driver_cuda_version")
 def driver_cuda_version_fact(snapshot: Snapshot) -> str:
     """The highest CUDA version the loaded driver supports ("13.0"), from NVML or nvidia-smi."""
@@ -403,7 +408,7 @@ def driver_cuda_version_fact(snapshot: Snapshot) -> str:
     if version:
         return version
     smi = snapshot.command("nvidia-smi-version")
-    match = re.search(r"CUDA Version\s*:\s*(\d+\.\d+)", smi.output) if smi.ran else None
+    match = SMI_CUDA_VERSION.search(smi.output) if smi.ran else None
     if match:
         return match.group(1)
     info = parse_cli_info(snapshot.command("nvidia-container-cli-info").output)
