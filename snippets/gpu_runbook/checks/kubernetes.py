@@ -168,7 +168,7 @@ def device_plugin_not_registered(entries: list[str], checkpoint: dict[str, Any],
     ## References
     Kubernetes docs, "Device Plugins"; NVIDIA/k8s-device-plugin README (Quick Start, Prerequisites) and
     internal/plugin/factory.go at v0.20.0 (the NVML init log lines); NVIDIA/gpu-operator
-    assets/state-device-plugin (nodeSelector); NVIDIA/k8s-device-plugin issues #33, #159 and #2038 (lost GPU,
+    assets/state-device-plugin (nodeSelector); NVIDIA/k8s-device-plugin issues #159 and #2038 (lost GPU,
     internal/rm/nvml_manager.go alignedAlloc).
     """
     sockets = [n for n in entries if n.startswith("nvidia") and n.endswith(".sock")]
