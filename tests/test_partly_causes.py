@@ -26,6 +26,7 @@ def _engines(*files: tuple[str, str]) -> dict[str, Any]:
         if path.endswith("config.toml"):
             main_version = own
         parsed.append({"path": path, "version": own if own is not None else main_version,
+                       "declared": config_version(doc) if "version" in doc else None,
                        "entries": runtime_entries(doc)})
     return {"containerd": {"main_version": main_version, "files": parsed}}
 
@@ -51,11 +52,54 @@ def test_dropin_without_version_inherits_the_main_version() -> None:
     assert verdict.status.value == "fail" and "version 3" in verdict.summary
 
 
+OLD_KEY_NVIDIA = ('[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.nvidia]\n'
+                  'runtime_type = "io.containerd.runc.v2"\n')
+
+
+def test_containerd_2_3_reads_an_old_key_entry_of_a_version_3_file_without_new_key_runtimes() -> None:
+    """containerd 2.3 migrates each version 3 file as it loads and copies its old-key runtimes when the file has
+    none under the new key; 2.0 to 2.2 ignore them. A file with new-key runtimes (a `containerd config default`
+    with an entry pasted under the old key) is ignored by every 2.x."""
+    dropin = "version = 3\n" + OLD_KEY_NVIDIA
+    engines = _engines(("/etc/containerd/config.toml", V3_RUNC), ("/etc/containerd/conf.d/99-nvidia.toml", dropin))
+    unknown_release = containerd_runtime_entry_unusable(engines, None, None)
+    assert unknown_release.status.value == "fail" and "2.0 to 2.2 do not register it" in unknown_release.summary
+    old = containerd_runtime_entry_unusable(engines, None, (2, 2, 7))
+    assert old.status.value == "fail" and "containerd 2.2.7 does not register it" in old.summary
+    assert containerd_runtime_entry_unusable(engines, None, (2, 3, 0)).status.value == "ok"
+    pasted = _engines(("/etc/containerd/config.toml", V3_RUNC + OLD_KEY_NVIDIA))
+    for release in (None, (2, 2, 7), (2, 3, 4)):
+        verdict = containerd_runtime_entry_unusable(pasted, None, release)
+        assert verdict.status.value == "fail" and "2.0 to 2.2" not in verdict.summary, release
+    # A root file of version 4 exists only under 2.3 or later: its versionless drop-ins are migrated too.
+    v4 = _engines(("/etc/containerd/config.toml", V3_RUNC.replace("version = 3", "version = 4")),
+                  ("/etc/containerd/conf.d/99-nvidia.toml", OLD_KEY_NVIDIA))
+    assert containerd_runtime_entry_unusable(v4, None, None).status.value == "ok"
+
+
+def test_containerd_version_from_the_command() -> None:
+    from gpu_runbook.checks.containerd import containerd_version_fact
+    from gpu_runbook.snapshot import Missing, Snapshot
+
+    out = "containerd github.com/containerd/containerd/v2 v2.3.0 2a6d5c3e\n"
+    snapshot = Snapshot({"commands": {"containerd-version": {"argv": ["containerd", "--version"], "exit": 0,
+                                                            "stdout": out, "stderr": ""}}})
+    assert containerd_version_fact(snapshot) == (2, 3, 0)
+    try:
+        containerd_version_fact(Snapshot({"commands": {}}))
+    except Missing:
+        pass
+    else:
+        raise AssertionError("no containerd --version must be a missing fact")
+
+
 def test_version_4_is_judged_like_version_3() -> None:
     """containerd 2.3's version 4 moved only server settings: runtimes still live under io.containerd.cri.v1.runtime,
-    so an entry under the version 2 key is ignored, and nvidia-ctk before 1.17.4 cannot read the file."""
+    so an entry under the version 2 key of a version 4 file is ignored, and nvidia-ctk before 1.17.4 cannot read
+    the file."""
     main = V3_RUNC.replace("version = 3", "version = 4")
-    dropin = ('[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.nvidia]\n'
+    # A version 4 file is not migrated (a versionless or version 3 one is: the test above).
+    dropin = ('version = 4\n[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.nvidia]\n'
               'runtime_type = "io.containerd.runc.v2"\n')
     misplaced_entry = containerd_runtime_entry_unusable(
         _engines(("/etc/containerd/config.toml", main), ("/etc/containerd/conf.d/99-nvidia.toml", dropin)), None)

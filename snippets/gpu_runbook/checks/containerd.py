@@ -16,12 +16,13 @@ from gpu_runbook.parsers.containerd import (
     MISSING,
     config_version,
     misplaced,
+    parse_containerd_version,
     reads_runtimes_from_new_key,
     runtime_entries,
 )
 from gpu_runbook.parsers.toolkit import parse_toml, version_tuple
 from gpu_runbook.registry import boundary, check, fact
-from gpu_runbook.snapshot import Snapshot
+from gpu_runbook.snapshot import Missing, Snapshot
 
 ROOT_CONFIG = "/etc/containerd/config.toml"
 DROP_IN_DIRS = ("/etc/containerd/conf.d/", "/etc/containerd/config.d/")
@@ -35,10 +36,33 @@ CTK_FILLS_RUNTIME_TYPE = boundary("toolkit-runtime-type-default-since", "toolkit
 # 21248d0); version 4 is new in 2.3, and earlier releases refuse any file above version 3.
 DROP_IN_VERSION_CHECK = boundary("containerd-drop-in-version-check-since", "containerd", "2.3.0")
 NEWEST_BEFORE_2_3 = 3
+# containerd 2.3.0 migrates each version 3 file to version 4 as it loads it, and the CRI runtime plugin's
+# migration copies that file's plugins."io.containerd.grpc.v1.cri".containerd keys (runtimes included) to the new
+# key where the file has none of its own there (plugins/cri/runtime/plugin.go, configMigration); 2.0 to 2.2
+# migrate once, on the merged configuration, and only below version 3.
+MIGRATES_V3_FILES = boundary("containerd-migrates-v3-files-since", "containerd", "2.3.0")
 
 
 def _is_nvidia(entry: dict[str, Any]) -> bool:
     return "nvidia" in entry["name"] or "nvidia" in str(entry.get("binary") or "")
+
+
+@fact("containerd_version")
+def containerd_version_fact(snapshot: Snapshot) -> tuple[int, ...]:
+    """The release of the containerd on PATH (`containerd --version`): the host's own, not RKE2's or k3s's."""
+    command = snapshot.command("containerd-version")
+    version = parse_containerd_version(command.output) if command.ran and command.exit == 0 else None
+    if version is None:
+        raise Missing("containerd --version did not name a release", "skip")
+    return version
+
+
+def _migrated_on_load(file_: dict[str, Any], release: Optional[tuple[int, ...]]) -> bool:
+    """Whether containerd 2.3 or later reads this file's old-key runtimes anyway: the file declares version 3 or
+    none (a drop-in), so it is migrated as it loads, and has no runtimes under the new key for the copy to skip."""
+    declared = file_.get("declared")
+    return (release is not None and release >= MIGRATES_V3_FILES and (declared is None or declared <= 3)
+            and not any(e["plugin"] == CRI_PLUGIN_BY_VERSION[3] for e in file_["entries"]))
 
 
 @fact("containerd_entries")
@@ -100,9 +124,10 @@ def _drop_in_ahead(engines: dict[str, Any]) -> list[tuple[str, int, str, int]]:
 
 
 @check("containerd-runtime-entry", title="containerd's NVIDIA runtime entry is usable", page="gpu-not-visible",
-       facts=("containerd_entries",), optional=("toolkit_versions",))
+       facts=("containerd_entries",), optional=("toolkit_versions", "containerd_version"))
 def containerd_runtime_entry_unusable(engines: dict[str, Any],
-                                      versions: Optional[dict[str, Optional[str]]]) -> Verdict:
+                                      versions: Optional[dict[str, Optional[str]]],
+                                      release: Optional[tuple[int, ...]] = None) -> Verdict:
     """containerd's NVIDIA runtime entry sits under the version 2 plugin key of a version 3 config (containerd
     2.x ignores it) or has no runtime type ("container.Runtime.Name must be set: invalid argument"), or the
     installed nvidia-ctk is too old to edit the version 3 config ("unsupported config version: 3"), or a drop-in
@@ -111,7 +136,10 @@ def containerd_runtime_entry_unusable(engines: dict[str, Any],
     ## Why it matters
     containerd 2.0 introduced version 3 configs, whose CRI runtimes live under
     plugins."io.containerd.cri.v1.runtime"; a runtime pasted there under plugins."io.containerd.grpc.v1.cri"
-    registers nothing; version 4 (containerd 2.3) keeps that key and is judged the same. An entry whose
+    registers nothing; version 4 (containerd 2.3) keeps that key and is judged the same. containerd 2.3 and
+    later migrate each version 3 or versionless file as they load it and copy its old-key runtimes when that
+    file has none under the new key, so such an entry fails only below 2.3 (`containerd --version`; a version 4
+    root config is itself proof of 2.3). An entry whose
     runtime_type is absent or empty makes containerd refuse every sandbox started with it: nvidia-ctk before
     1.20.0 copied the runc entry's empty runtime_type into its drop-in. nvidia-ctk before 1.17.4 cannot read a
     version 3 (or 4) file at all. The GPU Operator's toolkit container writes its drop-in at the version of
@@ -120,20 +148,30 @@ def containerd_runtime_entry_unusable(engines: dict[str, Any],
 
     ## Evidence
     /etc/containerd/config.toml and its conf.d/config.d drop-ins: version, plugin key and runtime_type of each
-    runtime entry; `nvidia-ctk --version`.
+    runtime entry; `nvidia-ctk --version`; `containerd --version`.
 
     ## References
     NVIDIA/nvidia-container-toolkit pkg/config/engine/containerd/containerd.go (criRuntimePluginName) at
     v1.20.0 and v1.17.3 ("unsupported config version"), CHANGELOG v1.17.4 (version 3 support), #1956 and commit
     fcc99fd4 (runtime_type default, 1.20.0); containerd docs/PLUGINS.md at v2.0.0; containerd v2.3.0
-    cmd/containerd/server/config/config.go (drop-in version check, commit 21248d0) and command/config.go.
+    cmd/containerd/server/config/config.go (drop-in version check, commit 21248d0; per-file migration) and
+    command/config.go; plugins/cri/runtime/plugin.go configMigration at v2.3.0.
     """
     ctk = (versions or {}).get("nvidia-ctk")
     ctk_parts = version_tuple(ctk or "")
     nvidia = [(engine_id, f["path"], f["version"], e) for engine_id, config in engines.items()
               for f in config["files"] for e in f["entries"] if _is_nvidia(e)]
+    # `containerd --version` names the containerd on PATH, the one that reads /etc/containerd; a root config of
+    # version 4 is itself proof of 2.3 or later, which alone reads that version.
+    migrated = set()
+    for engine_id, config in engines.items():
+        own = release if engine_id == "containerd" else None
+        if config.get("main_version") == 4 and not own:
+            own = MIGRATES_V3_FILES
+        migrated |= {(engine_id, f["path"]) for f in config["files"] if _migrated_on_load(f, own)}
     evidence: dict[str, Any] = {
         "main_version": {i: c["main_version"] for i, c in engines.items()}, "nvidia-ctk": ctk,
+        "containerd": ".".join(map(str, release)) if release else None,
         "entries": [{"file": p, "version": v, "name": e["name"], "plugin": e["plugin"],
                      "runtime_type": e["runtime_type"]} for _, p, v, e in nvidia]}
     unreadable = [u for c in engines.values() for u in c.get("unreadable", [])]
@@ -160,11 +198,18 @@ def containerd_runtime_entry_unusable(engines: dict[str, Any],
         return warn(f"{path} declares version {declared}, above {root_path}'s version {root}: {refused}; 2.0 to "
                     "2.2 start with it, so the node breaks when containerd is upgraded", fix, evidence,
                     anchor="containerd-v3")
-    wrong = [(p, v, e) for _, p, v, e in nvidia if misplaced(e, v)]
+    wrong = [(p, v, e) for i, p, v, e in nvidia if misplaced(e, v) and (i, p) not in migrated]
     if wrong:
         path, number, entry = wrong[0]
+        file_ = next(f for c in engines.values() for f in c["files"] if f["path"] == path)
+        which = "containerd 2.x does not register it"
+        if release:
+            which = f"containerd {'.'.join(map(str, release))} does not register it"
+        elif _migrated_on_load(file_, MIGRATES_V3_FILES):
+            which = ("containerd 2.0 to 2.2 do not register it (2.3 and later copy it to the new key, since this file "
+                     "has no runtimes there)")
         return fail(f"{path}: runtime \"{entry['name']}\" is under plugins.\"{entry['plugin']}\" in a version {number} "
-                    f"config (expected plugins.\"{CRI_PLUGIN_BY_VERSION[3]}\"): containerd 2.x does not register it",
+                    f"config (expected plugins.\"{CRI_PLUGIN_BY_VERSION[3]}\"): {which}",
                     f"Move the entry to [plugins.\"{CRI_PLUGIN_BY_VERSION[3]}\".containerd.runtimes.{entry['name']}] "
                     "(or rerun nvidia-ctk runtime configure --runtime=containerd, 1.17.4 or later), then restart "
                     "containerd.", evidence, anchor="containerd-v3")

@@ -12,6 +12,7 @@ refuses.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Optional
 
 # The CRI runtime plugin key per config version (containerd docs/PLUGINS.md at v2.0.0; toolkit criRuntimePluginName).
@@ -81,6 +82,21 @@ def reads_runtimes_from_new_key(version: Optional[int]) -> bool:
     [False, False, False, True, True]
     """
     return version is not None and version >= 3
+
+
+_CONTAINERD_VERSION = re.compile(r"^containerd\s+\S+\s+v?(\d+\.\d+(?:\.\d+)?)", re.MULTILINE)
+
+
+def parse_containerd_version(text: str) -> Optional[tuple[int, ...]]:
+    """The release in `containerd --version` output, as a tuple; None when the output names none.
+
+    >>> parse_containerd_version("containerd github.com/containerd/containerd/v2 v2.3.0 0a1b2c3\\n")
+    (2, 3, 0)
+    >>> parse_containerd_version("containerd containerd.io 1.7.27 05044ec0a9a7"), parse_containerd_version("")
+    ((1, 7, 27), None)
+    """
+    match = _CONTAINERD_VERSION.search(text or "")
+    return tuple(int(part) for part in match.group(1).split(".")) if match else None
 
 
 def misplaced(entry: dict[str, Any], version: Optional[int]) -> bool:

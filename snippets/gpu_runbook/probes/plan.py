@@ -330,6 +330,8 @@ COMMANDS: dict[str, Command] = {
     "nvidia-container-cli-version": Command(("nvidia-container-cli", "--version"), 5.0, "toolkit version"),
     "nvidia-ctk-version": Command(("nvidia-ctk", "--version"), 5.0, "toolkit version"),
     "nvidia-ctk-cdi-list": Command(("nvidia-ctk", "cdi", "list"), 8.0, "CDI devices the toolkit resolves"),
+    "containerd-version": Command(("containerd", "--version"), 5.0,
+                                  "containerd release: 2.3 and later migrate version 3 configs file by file"),
     "getenforce": Command(("getenforce",), 3.0, "SELinux mode"),
     # Whether container_use_devices carries the map permission (container-selinux v2.213.0 and later).
     "container-selinux-version": Command(("rpm", "-q", "--queryformat", "%{VERSION}\\n", "container-selinux"), 5.0,
