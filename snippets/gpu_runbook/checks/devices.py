@@ -43,6 +43,9 @@ from gpu_runbook.snapshot import NOT_PRESENT, CommandFact, Missing, Snapshot, nv
 
 # /usr/local/nvidia/lib64: where GKE's driver installer and some GPU clouds mount the driver libraries.
 LIB_DIRS = ("/usr/lib/x86_64-linux-gnu/", "/usr/lib64/", "/usr/lib/aarch64-linux-gnu/", "/usr/local/nvidia/lib64/")
+# Arch Linux and Void install the driver's libraries in /usr/lib; on Fedora and RHEL that directory holds the 32-bit
+# ones, whose version may lag, so it is read only when none of the directories above has a libnvidia-ml.
+FALLBACK_LIB_DIR = "/usr/lib/"
 MODPROBE_DIRS = ("/etc/modprobe.d/", "/lib/modprobe.d/", "/usr/lib/modprobe.d/", "/run/modprobe.d/")
 UDEV_RULE_DIRS = ("/etc/udev/rules.d/", "/lib/udev/rules.d/", "/usr/lib/udev/rules.d/")
 SECURE_BOOT_EFIVAR = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c"
@@ -76,13 +79,16 @@ def nvidia_smi_fact(snapshot: Snapshot) -> CommandFact:
 
 @fact("nvml_libraries")
 def nvml_libraries_fact(snapshot: Snapshot) -> dict[str, dict[str, Any]]:
-    """lstat facts of every libnvidia-ml.so* in the standard library directories."""
+    """lstat facts of every libnvidia-ml.so* in the standard library directories (/usr/lib only when they have none)."""
     libs: dict[str, dict[str, Any]] = {}
-    for directory in LIB_DIRS:
-        for path, info in snapshot.paths_matching(directory + "libnvidia-ml.so").items():
-            # A glob only yields names it listed: a file whose lstat failed (EACCES) still exists.
-            if info.get("error") not in NOT_PRESENT:
-                libs[path] = info
+    for directories in (LIB_DIRS, (FALLBACK_LIB_DIR,)):
+        for directory in directories:
+            for path, info in snapshot.paths_matching(directory + "libnvidia-ml.so").items():
+                # A glob only yields names it listed: a file whose lstat failed (EACCES) still exists.
+                if info.get("error") not in NOT_PRESENT:
+                    libs[path] = info
+        if libs:
+            break
     if not libs and not _collected(snapshot):
         raise Missing("library paths were not collected in this snapshot")
     return libs

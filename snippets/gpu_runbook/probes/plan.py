@@ -198,6 +198,8 @@ PATHS: tuple[str, ...] = (
     "/usr/lib/aarch64-linux-gnu/libcuda.so*",
     "/usr/local/nvidia/lib64/libnvidia-ml.so*",
     "/usr/local/nvidia/lib64/libcuda.so*",
+    # Arch Linux and Void keep the 64-bit driver libraries in /usr/lib itself (Fedora keeps its 32-bit ones there).
+    "/usr/lib/libnvidia-ml.so*",
     "/lib/firmware/nvidia/*/gsp_*",
     "/run/nvidia/driver",
     "/run/nvidia/driver/usr/bin/nvidia-smi",
