@@ -171,7 +171,8 @@ def test_held_out_reports_stay_above_the_measured_floor(held_out: dict) -> None:
     changed page text only, not the ranker, and left 0.726 / 0.913; the page additions of 2026-12-03, written
     from dev-split misses, left 0.716 / 0.910 (three and one reports fewer), and the floor went down by those
     reports rather than taking out correct page text; a second round of such additions and the tenth collection
-    round (eight new test reports) left 0.711 / 0.906 on 318, the fourth audits 0.714 / 0.906 (tests/data/reports/README.md)."""
+    round (eight new test reports) left 0.711 / 0.906 on 318, the fourth audits 0.714 / 0.906
+    (tests/data/reports/README.md)."""
     sections = {name: round(top3, 3) for name, (_, _, top3) in held_out["sections"].items()}
     assert held_out["top1"] >= 0.71, f"test top-1 fell to {held_out['top1']:.3f}"
     assert held_out["top3"] >= 0.90, f"test top-3 fell to {held_out['top3']:.3f}"
