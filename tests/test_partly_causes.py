@@ -6,6 +6,7 @@ import doctest
 from typing import Any
 
 import gpu_runbook.parsers.containerd as containerd_parser
+import pytest
 from gpu_runbook.checks.containerd import containerd_runtime_entry_unusable
 from gpu_runbook.checks.kubernetes import NVLINK5_FATAL, XID_MEANING, XID_NVLINK5, device_plugin_not_registered
 from gpu_runbook.parsers.containerd import config_version, misplaced, runtime_entries
@@ -85,12 +86,8 @@ def test_containerd_version_from_the_command() -> None:
     snapshot = Snapshot({"commands": {"containerd-version": {"argv": ["containerd", "--version"], "exit": 0,
                                                             "stdout": out, "stderr": ""}}})
     assert containerd_version_fact(snapshot) == (2, 3, 0)
-    try:
+    with pytest.raises(Missing):
         containerd_version_fact(Snapshot({"commands": {}}))
-    except Missing:
-        pass
-    else:
-        raise AssertionError("no containerd --version must be a missing fact")
 
 
 def test_version_4_is_judged_like_version_3() -> None:

@@ -57,6 +57,14 @@ def containerd_version_fact(snapshot: Snapshot) -> tuple[int, ...]:
     return version
 
 
+def _engine_release(engine_id: str, config: dict[str, Any],
+                    release: Optional[tuple[int, ...]]) -> Optional[tuple[int, ...]]:
+    """The release known for one containerd: `containerd --version` names the one on PATH, which reads
+    /etc/containerd; a root config of version 4 is itself proof of 2.3 or later, which alone reads it."""
+    own = release if engine_id == "containerd" else None
+    return own or (MIGRATES_V3_FILES if config.get("main_version") == 4 else None)
+
+
 def _migrated_on_load(file_: dict[str, Any], release: Optional[tuple[int, ...]]) -> bool:
     """Whether containerd 2.3 or later reads this file's old-key runtimes anyway: the file declares version 3 or
     none (a drop-in), so it is migrated as it loads, and has no runtimes under the new key for the copy to skip."""
@@ -161,14 +169,6 @@ def containerd_runtime_entry_unusable(engines: dict[str, Any],
     ctk_parts = version_tuple(ctk or "")
     nvidia = [(engine_id, f["path"], f["version"], e) for engine_id, config in engines.items()
               for f in config["files"] for e in f["entries"] if _is_nvidia(e)]
-    # `containerd --version` names the containerd on PATH, the one that reads /etc/containerd; a root config of
-    # version 4 is itself proof of 2.3 or later, which alone reads that version.
-    migrated = set()
-    for engine_id, config in engines.items():
-        own = release if engine_id == "containerd" else None
-        if config.get("main_version") == 4 and not own:
-            own = MIGRATES_V3_FILES
-        migrated |= {(engine_id, f["path"]) for f in config["files"] if _migrated_on_load(f, own)}
     evidence: dict[str, Any] = {
         "main_version": {i: c["main_version"] for i, c in engines.items()}, "nvidia-ctk": ctk,
         "containerd": ".".join(map(str, release)) if release else None,
@@ -198,13 +198,17 @@ def containerd_runtime_entry_unusable(engines: dict[str, Any],
         return warn(f"{path} declares version {declared}, above {root_path}'s version {root}: {refused}; 2.0 to "
                     "2.2 start with it, so the node breaks when containerd is upgraded", fix, evidence,
                     anchor="containerd-v3")
-    wrong = [(p, v, e) for i, p, v, e in nvidia if misplaced(e, v) and (i, p) not in migrated]
+    wrong = []
+    for engine_id, config in engines.items():
+        own = _engine_release(engine_id, config, release)
+        wrong += [(f, e, own) for f in config["files"] if not _migrated_on_load(f, own)
+                  for e in f["entries"] if _is_nvidia(e) and misplaced(e, f["version"])]
     if wrong:
-        path, number, entry = wrong[0]
-        file_ = next(f for c in engines.values() for f in c["files"] if f["path"] == path)
+        file_, entry, own = wrong[0]
+        path, number = file_["path"], file_["version"]
         which = "containerd 2.x does not register it"
-        if release:
-            which = f"containerd {'.'.join(map(str, release))} does not register it"
+        if own:
+            which = f"containerd {'.'.join(map(str, own))} does not register it"
         elif _migrated_on_load(file_, MIGRATES_V3_FILES):
             which = ("containerd 2.0 to 2.2 do not register it (2.3 and later copy it to the new key, since this file "
                      "has no runtimes there)")

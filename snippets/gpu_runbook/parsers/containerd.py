@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from typing import Any, Optional
 
+from gpu_runbook.parsers.toolkit import version_tuple
+
 # The CRI runtime plugin key per config version (containerd docs/PLUGINS.md at v2.0.0; toolkit criRuntimePluginName).
 CRI_PLUGIN_BY_VERSION = {1: "cri", 2: "io.containerd.grpc.v1.cri", 3: "io.containerd.cri.v1.runtime"}
 MISSING = "<missing>"  # runtime_type absent from the entry, as opposed to set to ""
@@ -96,7 +98,7 @@ def parse_containerd_version(text: str) -> Optional[tuple[int, ...]]:
     ((1, 7, 27), None)
     """
     match = _CONTAINERD_VERSION.search(text or "")
-    return tuple(int(part) for part in match.group(1).split(".")) if match else None
+    return version_tuple(match.group(1)) if match else None
 
 
 def misplaced(entry: dict[str, Any], version: Optional[int]) -> bool:
