@@ -208,3 +208,25 @@ def test_a_private_mps_pipe_directory_is_examined(tmp_path: Any) -> None:
     assert status == "warn" and summary.startswith(f"the MPS control daemon runs ({pipe}/control)"), summary
     # Under another root the environment names paths of this machine, not the mounted one's.
     assert f"{pipe}/control" not in collect(root=str(tmp_path), live=False, environ=env)["paths"]
+
+
+def test_a_daemon_at_the_v3_root_directory_is_not_called_absent() -> None:
+    """No daemon at /tmp/nvidia-mps, variable unset, a socket at /run/nvidia-mps/control (the MPS v3 reference's
+    root default): mps-daemon, mps-thread-percentage and mps-multi-gpu answer unknown and name the socket, where
+    they would otherwise skip or warn."""
+    data = _scenario("mps/fixed-daemon-exclusive-process.json")
+    data["env"].pop("CUDA_MPS_PIPE_DIRECTORY", None)
+    data["env"]["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] = "50"
+    data["paths"]["/tmp/nvidia-mps/control"] = {"error": "ENOENT"}
+    before = {c: _status(data, c)[0] for c in ("mps-daemon", "mps-thread-percentage")}
+    assert before == {"mps-daemon": "skip", "mps-thread-percentage": "warn"}
+    data["paths"]["/run/nvidia-mps/control"] = {"kind": "socket", "mode": "0777", "uid": 0, "gid": 0}
+    for check_id in ("mps-daemon", "mps-thread-percentage", "mps-multi-gpu"):
+        status, summary = _status(data, check_id)
+        assert status == "unknown" and "/run/nvidia-mps/control" in summary, (check_id, summary)
+    # A stale file there is no daemon; and a client with its own pipe directory is judged on that one only.
+    data["paths"]["/run/nvidia-mps/control"] = {"kind": "file", "mode": "0644", "uid": 0, "gid": 0, "size": 0}
+    assert _status(data, "mps-daemon")[0] == "skip"
+    data["paths"]["/run/nvidia-mps/control"] = {"kind": "socket", "mode": "0777", "uid": 0, "gid": 0}
+    data["env"]["CUDA_MPS_PIPE_DIRECTORY"] = "/tmp/nvidia-mps"
+    assert _status(data, "mps-daemon")[0] in ("warn", "fail")

@@ -13,6 +13,10 @@ from gpu_runbook.snapshot import ABSENT, Missing, Snapshot
 # -- facts of this section ------------------------------------------------------------------------
 
 MPS_DEFAULT_PIPE_DIR = "/tmp/nvidia-mps"  # noqa: S108  (a path on the judged host, not a temp file)
+# The v3 reference of NVIDIA's R615/R620 MPS guides gives this as the pipe directory of a control daemon started
+# as root without CUDA_MPS_PIPE_DIRECTORY, while the same guides' environment-variable appendix still names
+# /tmp/nvidia-mps (ledger: mps-v3-pipe-dir-default-conflict). A socket here is reported, never taken as the clients'.
+MPS_V3_ROOT_PIPE_DIR = "/run/nvidia-mps"
 CAPS_DIR = "/proc/driver/nvidia/capabilities/"
 # A literal file of the plan: recorded (text or ENOENT) whenever the probes ran the file plan.
 MIG_CONFIG_CAP = "/proc/driver/nvidia/capabilities/mig/config"
@@ -71,7 +75,23 @@ def mps_pipe_fact(snapshot: Snapshot) -> dict[str, Any]:
         running = False  # absent, or something that is not a socket (a stale file left behind)
     else:
         running = None
-    return {"pipe_dir": pipe_dir, "configured": bool(configured), "running": running, "control": control}
+    # A daemon elsewhere: only looked for when the client would use the default directory and finds none there.
+    elsewhere = None
+    if not configured and running is False:
+        other = snapshot.path(f"{MPS_V3_ROOT_PIPE_DIR}/control")
+        if other.get("kind") in ("socket", "fifo"):
+            elsewhere = f"{MPS_V3_ROOT_PIPE_DIR}/control"
+    return {"pipe_dir": pipe_dir, "configured": bool(configured), "running": running, "control": control,
+            "elsewhere": elsewhere}
+
+
+def _daemon_elsewhere(pipe: dict[str, Any], control: str) -> str:
+    """Why a client using the default pipe directory may or may not reach the daemon found at /run/nvidia-mps."""
+    return (f"no MPS control daemon at {control}, but one listens at {pipe['elsewhere']}: NVIDIA's MPS v3 "
+            "reference (R615 and later guides) gives /run/nvidia-mps as a root daemon's default, its "
+            "environment-variable appendix /tmp/nvidia-mps, so whether clients that leave "
+            "CUDA_MPS_PIPE_DIRECTORY unset reach it is not known from here: read the directory the daemon "
+            "announced in control.log and give clients that CUDA_MPS_PIPE_DIRECTORY")
 
 
 @fact("client_env")
@@ -328,7 +348,8 @@ def mps_daemon_missing_or_unguarded(pipe: dict[str, Any], gpus: Optional[list[di
 
     ## Evidence
     CUDA_MPS_PIPE_DIRECTORY of the collecting process (default /tmp/nvidia-mps), lstat of its `control`
-    socket, NVML compute mode and MIG mode of each GPU.
+    socket (and of /run/nvidia-mps/control, where an MPS v3 root daemon may listen, when the variable is unset and
+    the default has none), NVML compute mode and MIG mode of each GPU.
 
     ## References
     NVIDIA Multi-Process Service documentation: environment variables (CUDA_MPS_PIPE_DIRECTORY),
@@ -342,6 +363,9 @@ def mps_daemon_missing_or_unguarded(pipe: dict[str, Any], gpus: Optional[list[di
     if pipe["running"] is None:
         return unknown(f"{control} could not be examined ({pipe['control'].get('error')})", evidence)
     if not pipe["running"]:
+        if pipe.get("elsewhere"):
+            evidence["elsewhere"] = pipe["elsewhere"]
+            return unknown(_daemon_elsewhere(pipe, control), evidence)
         if not pipe["configured"]:
             return skip(f"MPS is not in use: no control daemon at {control} and CUDA_MPS_PIPE_DIRECTORY unset",
                         evidence)
@@ -419,6 +443,9 @@ def mps_thread_percentage_invalid(env: dict[str, str], pipe: Optional[dict[str, 
     if pipe["running"] is None:
         return unknown(f"CUDA_MPS_ACTIVE_THREAD_PERCENTAGE={raw} is valid, but {pipe['pipe_dir']}/control could not "
                        "be examined", evidence)
+    if not pipe["running"] and pipe.get("elsewhere"):
+        elsewhere = _daemon_elsewhere(pipe, evidence["control"])
+        return unknown(f"CUDA_MPS_ACTIVE_THREAD_PERCENTAGE={raw} is valid; {elsewhere}", evidence)
     if not pipe["running"]:
         return warn(f"CUDA_MPS_ACTIVE_THREAD_PERCENTAGE={raw} limits nothing: no MPS control daemon at "
                     f"{pipe['pipe_dir']}/control, so clients get the whole GPU",
@@ -452,6 +479,8 @@ def mps_clients_pile_on_one_gpu(pipe: dict[str, Any], env: dict[str, str], gpus:
     control = f"{pipe['pipe_dir']}/control"
     if pipe["running"] is None:
         return unknown(f"{control} could not be examined ({pipe['control'].get('error')})")
+    if not pipe["running"] and pipe.get("elsewhere"):
+        return unknown(_daemon_elsewhere(pipe, control))
     if not pipe["running"]:
         return skip(f"MPS is not running here (no control daemon at {control})")
     raw = env.get("CUDA_VISIBLE_DEVICES")

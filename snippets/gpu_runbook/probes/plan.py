@@ -218,6 +218,9 @@ PATHS: tuple[str, ...] = (
     # MPS: the control daemon's default pipe directory and its socket (present while the daemon runs)
     "/tmp/nvidia-mps",  # noqa: S108  (lstat only)
     "/tmp/nvidia-mps/control",  # noqa: S108  (lstat only)
+    # MPS v3 (R615+ guides): a root daemon's default pipe directory according to the guide's v3 reference
+    "/run/nvidia-mps",
+    "/run/nvidia-mps/control",
     "/etc/kubernetes/node-feature-discovery/features.d",
     # one directory per NVSwitch the driver's nvswitch part manages (NVLink4 and older,
     # kernel-open/nvidia/procfs_nvswitch.c); only its name, a PCI address, is kept (the information file holds
