@@ -49,6 +49,28 @@ def _ledger(page_id: str) -> list[dict]:
 ALL_FACTS = {page_id: _ledger(page_id) for page_id in PAGES}
 
 
+# A link to a branch (main, master) shows other code next month, so a claim "in release X" cannot rest on it: pages and
+# ledgers cite a tag or a commit. These files of the Linux tree are the exceptions, each cited for behaviour that
+# every current kernel has, because no current version of them could be read here to pin (too large to fetch;
+# the stored copies are years old): pin them to a kernel tag when someone reads them there.
+BRANCH_LINK = re.compile(r"https://github\.com/[\w.-]+/[\w.-]+/(?:blob|tree)/(?:main|master)/[^\s)\"'>]+")
+BRANCH_LINKS_ALLOWED = {
+    f"https://github.com/torvalds/linux/blob/master/{path}"
+    for path in ("drivers/pci/iov.c", "drivers/pci/pci-sysfs.c", "drivers/pci/pci.c", "init/Kconfig",
+                 "kernel/bpf/syscall.c")
+}
+
+
+def test_sources_cite_tags_or_commits_not_branches() -> None:
+    found = {}
+    for path in [*sorted(DOCS.rglob("*.md")), *sorted(LEDGER.glob("*.yaml"))]:
+        for match in BRANCH_LINK.finditer(path.read_text(encoding="utf-8")):
+            url = match.group(0).split("#")[0]
+            if url not in BRANCH_LINKS_ALLOWED:
+                found.setdefault(url, path.name)
+    assert not found, f"links to a branch instead of a tag or commit: {found}"
+
+
 def test_ledger_files_belong_to_catalogue_pages() -> None:
     stray = sorted(p.name for p in LEDGER.glob("*") if p.suffix != ".yaml" or p.stem not in PAGES)
     assert not stray, f"ledger files that name no catalogue page: {stray}"
