@@ -240,7 +240,7 @@ def fabric_manager_version_mismatch(fabric: dict[str, Any], fm: dict[str, Any], 
     `nv-fabricmanager --version`, /proc/driver/nvidia/version, the version-mismatch line in the unit's journal.
 
     ## References
-    NVIDIA Fabric Manager User Guide; NVIDIA/gpu-operator#544; NVIDIA/gpu-driver-container#735.
+    NVIDIA Fabric Manager User Guide; NVIDIA/gpu-operator#544; Azure/azhpc-images#86.
     """
     mismatch = fm_mismatches(fm["journal"])
     evidence: dict[str, Any] = {"fabric_manager": fm["version"], "driver": driver.version if driver else None}

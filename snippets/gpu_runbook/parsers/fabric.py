@@ -54,7 +54,7 @@ class FmMismatch(NamedTuple):
 
 
 # What nv-fabricmanager prints and exits with when its version is not the driver's, as reporters pasted it
-# (NVIDIA/gpu-operator#544, NVIDIA/gpu-driver-container#735): "don't", sometimes with a typographic apostrophe.
+# (NVIDIA/gpu-operator#544): "don't", and a typographic apostrophe where the line was copied from a web page.
 _FM_MISMATCH = re.compile(r"fabric manager NVIDIA GPU driver interface version (?P<fm>\d+(?:\.\d+)+) "
                           r"do(?:n|esn)[\u2019']t match with driver version (?P<drv>\d+(?:\.\d+)+)")
 
@@ -82,7 +82,8 @@ FM_START_FAILURES = (
     # No NVSwitch the daemon can manage: a host without NVSwitches (data-infra/cube-studio#29), or an NVLink5
     # system (HGX B200 and later) whose NVLink Subnet Manager did not start first (siderolabs/extensions#717).
     ("nothing-to-do", re.compile(r"request to query NVSwitch device information from NVSwitch driver failed")),
-    # The start script of FM 570.158.01 and later called with the older argument form (NVIDIA/gpu-operator#1595).
+    # The start script of FM 570.158.01 and later called with the older argument form of four bare paths
+    # (NVIDIA/gpu-driver-container#383 changed the call to --mode start --fm-config-file).
     ("start-script-arguments", re.compile(r"Unknown option: \S*fabricmanager\.cfg")),
 )
 
