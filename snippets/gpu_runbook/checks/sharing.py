@@ -17,6 +17,8 @@ MPS_DEFAULT_PIPE_DIR = "/tmp/nvidia-mps"  # noqa: S108  (a path on the judged ho
 # as root without CUDA_MPS_PIPE_DIRECTORY, while the same guides' environment-variable appendix still names
 # /tmp/nvidia-mps (ledger: mps-v3-pipe-dir-default-conflict). A socket here is reported, never taken as the clients'.
 MPS_V3_ROOT_PIPE_DIR = "/run/nvidia-mps"
+# What a listening control daemon leaves at <pipe dir>/control.
+LISTENING_KINDS = ("socket", "fifo")
 CAPS_DIR = "/proc/driver/nvidia/capabilities/"
 # A literal file of the plan: recorded (text or ENOENT) whenever the probes ran the file plan.
 MIG_CONFIG_CAP = "/proc/driver/nvidia/capabilities/mig/config"
@@ -59,7 +61,8 @@ def gpus_fact(snapshot: Snapshot) -> list[dict[str, Any]]:
 def mps_pipe_fact(snapshot: Snapshot) -> dict[str, Any]:
     """The MPS pipe directory a CUDA client here would use, and whether the control daemon listens there.
 
-    ``running`` is True (control socket present), False (absent) or None (could not be examined).
+    ``running`` is True (control socket present), False (absent) or None (could not be examined); ``elsewhere``
+    names /run/nvidia-mps/control when a daemon listens there while the unset variable's default has none.
     """
     configured = snapshot.env.get("CUDA_MPS_PIPE_DIRECTORY", "").strip()
     pipe_dir = configured.rstrip("/") or (MPS_DEFAULT_PIPE_DIR if not configured else "/")
@@ -69,7 +72,7 @@ def mps_pipe_fact(snapshot: Snapshot) -> dict[str, Any]:
             raise Missing(f"CUDA_MPS_PIPE_DIRECTORY={configured} is outside the collection plan: "
                           f"check by hand with `ls -l {pipe_dir}/control`", "skip")
         raise Missing("the MPS pipe directory was not examined in this snapshot", "skip")
-    if control.get("kind") in ("socket", "fifo"):
+    if control.get("kind") in LISTENING_KINDS:
         running: Optional[bool] = True
     elif control.get("error") in ABSENT or control.get("kind") is not None:
         running = False  # absent, or something that is not a socket (a stale file left behind)
@@ -79,7 +82,7 @@ def mps_pipe_fact(snapshot: Snapshot) -> dict[str, Any]:
     elsewhere = None
     if not configured and running is False:
         other = snapshot.path(f"{MPS_V3_ROOT_PIPE_DIR}/control")
-        if other.get("kind") in ("socket", "fifo"):
+        if other.get("kind") in LISTENING_KINDS:
             elsewhere = f"{MPS_V3_ROOT_PIPE_DIR}/control"
     return {"pipe_dir": pipe_dir, "configured": bool(configured), "running": running, "control": control,
             "elsewhere": elsewhere}
@@ -443,7 +446,7 @@ def mps_thread_percentage_invalid(env: dict[str, str], pipe: Optional[dict[str, 
     if pipe["running"] is None:
         return unknown(f"CUDA_MPS_ACTIVE_THREAD_PERCENTAGE={raw} is valid, but {pipe['pipe_dir']}/control could not "
                        "be examined", evidence)
-    if not pipe["running"] and pipe.get("elsewhere"):
+    if pipe.get("elsewhere"):  # set only when nothing listens at the default
         elsewhere = _daemon_elsewhere(pipe, evidence["control"])
         return unknown(f"CUDA_MPS_ACTIVE_THREAD_PERCENTAGE={raw} is valid; {elsewhere}", evidence)
     if not pipe["running"]:
@@ -479,7 +482,7 @@ def mps_clients_pile_on_one_gpu(pipe: dict[str, Any], env: dict[str, str], gpus:
     control = f"{pipe['pipe_dir']}/control"
     if pipe["running"] is None:
         return unknown(f"{control} could not be examined ({pipe['control'].get('error')})")
-    if not pipe["running"] and pipe.get("elsewhere"):
+    if pipe.get("elsewhere"):  # set only when nothing listens at the default
         return unknown(_daemon_elsewhere(pipe, control))
     if not pipe["running"]:
         return skip(f"MPS is not running here (no control daemon at {control})")
